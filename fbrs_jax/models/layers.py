@@ -1,0 +1,119 @@
+"""Building blocks whose parameter names mirror the reference state-dict layout.
+
+Every module is named after its PyTorch counterpart (``"0"``, ``"conv1"``, ``"bn1"`` ...), so a
+state-dict key ``a.b.0.weight`` lands at Flax path ``('a', 'b', '0', 'kernel'|'scale')``.
+Convolutions use explicit symmetric padding (SPEC §1.9) and the ``precision`` given by the
+model (``'highest'`` by default: on GPUs the default would be TF32).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+from jax import lax
+
+
+def xavier_gauss_magnitude2(key, shape, dtype=jnp.float32):
+    """N(0, 2 / ((fan_in + fan_out) / 2)) with PyTorch fans for an HWIO kernel (SPEC §5.1)."""
+    kh, kw, in_per_group, out = shape
+    receptive = kh * kw
+    fan_in, fan_out = in_per_group * receptive, out * receptive
+    std = (2.0 / ((fan_in + fan_out) / 2.0)) ** 0.5
+    return std * jax.random.normal(key, shape, dtype)
+
+
+class Conv2d(nn.Module):
+    """PyTorch-style Conv2d on NHWC input: kernel ``(kh, kw, in/groups, out)``, symmetric padding."""
+    features: int
+    kernel_size: int = 1
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+    groups: int = 1
+    use_bias: bool = False
+    precision: Any = 'highest'
+
+    @nn.compact
+    def __call__(self, x):
+        in_ch = x.shape[-1]
+        k = self.kernel_size
+        kernel = self.param('kernel', xavier_gauss_magnitude2, (k, k, in_ch // self.groups, self.features))
+        p = self.padding
+        y = lax.conv_general_dilated(
+            x, kernel.astype(x.dtype), window_strides=(self.stride, self.stride),
+            padding=((p, p), (p, p)), rhs_dilation=(self.dilation, self.dilation),
+            dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=self.groups,
+            precision=self.precision)
+        if self.use_bias:
+            bias = self.param('bias', nn.initializers.zeros, (self.features,))
+            y = y + bias.astype(y.dtype)
+        return y
+
+
+def batch_norm(train: bool, name: str) -> nn.BatchNorm:
+    """BatchNorm2d(eps=1e-5, momentum=0.1): running statistics at test time, batch statistics in training."""
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
+
+
+class ConvBNReLU(nn.Module):
+    """``[0] conv (no bias), [1] BN, [2] ReLU`` - the reference's most common Sequential."""
+    features: int
+    kernel_size: int = 1
+    stride: int = 1
+    padding: int = 0
+    dilation: int = 1
+    relu: bool = True
+    precision: Any = 'highest'
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = Conv2d(self.features, self.kernel_size, self.stride, self.padding, self.dilation,
+                   precision=self.precision, name='0')(x)
+        x = batch_norm(train, '1')(x)
+        return nn.relu(x) if self.relu else x
+
+
+class SeparableConv(nn.Module):
+    """``body``: [0] depthwise 3x3 (no bias), [1] pointwise 1x1 (no bias), [2] BN, [3] ReLU."""
+    features: int
+    precision: Any = 'highest'
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        in_ch = x.shape[-1]
+        body = _Body(self.features, in_ch, self.precision, name='body')
+        return body(x, train)
+
+
+class _Body(nn.Module):
+    features: int
+    in_ch: int
+    precision: Any
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        x = Conv2d(self.in_ch, 3, padding=1, groups=self.in_ch, precision=self.precision, name='0')(x)
+        x = Conv2d(self.features, 1, precision=self.precision, name='1')(x)
+        x = batch_norm(train, '2')(x)
+        return nn.relu(x)
+
+
+class RGBConv(nn.Module):
+    """Fusion block ``rgb_conv`` (SPEC §1.3): 1x1 5->8 (bias), LeakyReLU(0.2), BN, 1x1 8->3 (bias)."""
+    precision: Any = 'highest'
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = Conv2d(8, 1, use_bias=True, precision=self.precision, name='0')(x)
+        x = nn.leaky_relu(x, 0.2)
+        x = batch_norm(train, '2')(x)
+        return Conv2d(3, 1, use_bias=True, precision=self.precision, name='3')(x)
+
+
+def maybe_dropout(x, rate: Optional[float], train: bool, name: str, broadcast_dims=()):
+    """Dropout that is the identity at test time (and when rate is 0/None)."""
+    if not train or not rate:
+        return x
+    return nn.Dropout(rate, broadcast_dims=broadcast_dims, deterministic=False, name=name)(x)
