@@ -1,0 +1,121 @@
+"""ZoomIn: crop around the current object and resize it to the network's working size (SPEC §2.5).
+
+The ROI logic runs on the host (it is integer box arithmetic on the previous mask); the crop
+resize and the paste-back are align-corners resizes. Coordinates are (row, col); boxes are
+``(rmin, rmax, cmin, cmax)``, inclusive.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..eval.clicker import Click
+
+Box = tuple[int, int, int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class ZoomInParams:
+    target_size: int = 400
+    skip_clicks: int = 1
+    expansion_ratio: float = 1.4
+    min_crop_size: int = 200
+    recompute_thresh_iou: float = 0.5
+    prob_thresh: float = 0.50
+
+
+def bbox_from_mask(mask: np.ndarray) -> Box:
+    rows = np.flatnonzero(np.any(mask, axis=1))
+    cols = np.flatnonzero(np.any(mask, axis=0))
+    return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+
+
+def expand_bbox(box: Box, ratio: float, min_size: Optional[float] = None) -> Box:
+    """Scale a box about its centre; Python's half-to-even rounding, as the reference (T20)."""
+    rmin, rmax, cmin, cmax = box
+    rc, cc = 0.5 * (rmin + rmax), 0.5 * (cmin + cmax)
+    height, width = ratio * (rmax - rmin + 1), ratio * (cmax - cmin + 1)
+    if min_size is not None:
+        height, width = max(height, min_size), max(width, min_size)
+    return (int(round(rc - 0.5 * height)), int(round(rc + 0.5 * height)),
+            int(round(cc - 0.5 * width)), int(round(cc + 0.5 * width)))
+
+
+def clamp_bbox(box: Box, h: int, w: int) -> Box:
+    rmin, rmax, cmin, cmax = box
+    return max(0, rmin), min(h - 1, rmax), max(0, cmin), min(w - 1, cmax)
+
+
+def object_roi(mask: np.ndarray, clicks: Sequence[Click], ratio: float, min_size: float) -> Box:
+    """Tight box of the mask plus the positive clicks, expanded and clamped to the image."""
+    mask = mask.copy()
+    for c in clicks:
+        if c.is_positive:
+            mask[int(c.row), int(c.col)] = True
+    return clamp_bbox(expand_bbox(bbox_from_mask(mask), ratio, min_size), *mask.shape)
+
+
+def segments_iou(a: tuple[int, int], b: tuple[int, int]) -> float:
+    inter = max(0, min(a[1], b[1]) - max(a[0], b[0]) + 1)
+    union = max(1e-6, max(a[1], b[1]) - min(a[0], b[0]) + 1)
+    return inter / union
+
+
+def bbox_iou(a: Box, b: Box) -> float:
+    return segments_iou(a[:2], b[:2]) * segments_iou(a[2:], b[2:])
+
+
+def clicks_inside(box: Box, clicks: Sequence[Click]) -> bool:
+    """Whether every positive click lies in the box; note ``>=`` on the max side."""
+    rmin, rmax, cmin, cmax = box
+    return all(rmin <= c.row < rmax and cmin <= c.col < cmax for c in clicks if c.is_positive)
+
+
+def roi_size(box: Box, target_size: int) -> tuple[int, int]:
+    """Network size of a crop: longer side = target, half-to-even rounding."""
+    h, w = box[1] - box[0] + 1, box[3] - box[2] + 1
+    scale = target_size / max(h, w)
+    return int(round(h * scale)), int(round(w * scale))
+
+
+def transform_clicks(box: Box, crop_hw: tuple[int, int], clicks: Sequence[Click]) -> list[Click]:
+    """Original -> crop frame with the reference's 'edge' mapping; floats, no rounding."""
+    rmin, rmax, cmin, cmax = box
+    return [Click(crop_hw[0] * (c.row - rmin) / (rmax - rmin + 1),
+                  crop_hw[1] * (c.col - cmin) / (cmax - cmin + 1), c.is_positive) for c in clicks]
+
+
+class ZoomIn:
+    """Host-side state of the ZoomIn transform; ``predictor`` does the resizes."""
+
+    def __init__(self, params: ZoomInParams = ZoomInParams()):
+        self.params = params
+        self.reset()
+
+    def reset(self):
+        self.prev_probs: Optional[np.ndarray] = None   # full-resolution probabilities of the last click
+        self.roi: Optional[Box] = None
+        self.roi_hw: Optional[tuple[int, int]] = None
+
+    def decide(self, clicks: Sequence[Click]) -> tuple[bool, bool]:
+        """Update the ROI for this click list; returns (zoomed, image_changed).
+
+        ``zoomed`` is False when the full image passes through: on the first ``skip_clicks``
+        clicks, and whenever the previous mask is empty (then a stale ROI is still used to
+        paste the output back - the reference's T13 behaviour).
+        """
+        p = self.params
+        if len(clicks) <= p.skip_clicks or self.prev_probs is None:
+            return False, False
+        mask = self.prev_probs > p.prob_thresh
+        if not mask.any():
+            return False, False
+        candidate = object_roi(mask, clicks, p.expansion_ratio, p.min_crop_size)
+        if (self.roi is None or not clicks_inside(self.roi, clicks)
+                or bbox_iou(candidate, self.roi) < p.recompute_thresh_iou):
+            self.roi = candidate
+            self.roi_hw = roi_size(candidate, p.target_size)
+            return True, True
+        return True, False

@@ -1,0 +1,59 @@
+"""Clicker rules (ties, borders, ignore band, degenerate case) and NoC / NoF / SPC arithmetic."""
+import numpy as np
+
+from fbrs_jax.eval.clicker import Click, Clicker
+from fbrs_jax.eval.metrics import iou, mean_iou_curve, noc, summarize
+
+
+def test_first_click_is_the_object_centre_with_border_as_background():
+    gt = np.zeros((7, 9), np.int64)
+    gt[:, 2:7] = 1  # touches the top and bottom border: the border counts as background
+    c = Clicker(gt).make_next_click(np.zeros_like(gt, bool))
+    assert c == Click(2, 4, True)  # distance 3 at rows 2-4 of column 4; the first one wins
+
+
+def test_ties_are_negative_and_first_in_row_major_order():
+    gt = np.zeros((5, 10), np.int64)
+    gt[1:4, 1:4] = 1                       # FN square, max distance 2 at (2, 2)
+    pred = np.zeros((5, 10), bool)
+    pred[1:4, 6:9] = True                  # FP square of the same size
+    c = Clicker(gt).make_next_click(pred)
+    assert c == Click(2, 7, False)         # equal maxima -> negative click (strict >)
+    gt2 = np.zeros((3, 8), np.int64)
+    gt2[1, 1:7] = 1                        # a 1-pixel line: every pixel has distance 1
+    assert Clicker(gt2).make_next_click(np.zeros((3, 8), bool)) == Click(1, 1, True)
+
+
+def test_ignore_band_and_clicked_pixels():
+    gt = np.zeros((9, 9), np.int64)
+    gt[2:7, 2:7] = 1
+    gt[2:7, 2] = -1                        # ignore column: neither error nor border of one
+    clicker = Clicker(gt)
+    first = clicker.make_next_click(np.zeros((9, 9), bool))
+    assert first == Click(3, 4, True)      # the ignore column bounds the error region like background
+    # predicting only the clicked pixel wrong again: it cannot be clicked twice
+    pred = np.zeros((9, 9), bool)
+    pred[2:7, 3:7] = True
+    pred[first.row, first.col] = False
+    second = clicker.make_next_click(pred)
+    assert (second.row, second.col) != (first.row, first.col)
+
+
+def test_degenerate_case_clicks_negative_at_origin():
+    gt = np.zeros((4, 4), np.int64)
+    c = Clicker(gt).make_next_click(np.zeros((4, 4), bool))  # nothing wrong at all (T25)
+    assert c == Click(0, 0, False)
+
+
+def test_iou_with_ignore():
+    gt = np.array([[1, 1, -1, 0]])
+    assert iou(gt, np.array([[1, 0, 1, 1]], bool)) == 1 / 3
+
+
+def test_noc_thresholds_act_in_float32():
+    assert noc([0.5, 0.85, 0.9], 0.8500000000000001) == 2     # exact 0.85 counts (T14)
+    assert noc([0.5, np.float32(0.9)], 0.9000000000000001) == 2
+    assert noc([0.1] * 5, 0.9) == 20
+    s = summarize([[0.5, 0.9], [0.1] * 20], elapsed_s=4.4)
+    assert s['NoC@90'] == 11 and s['NoF@90'] == 1 and s['clicks'] == 22 and s['SPC'] == 0.2
+    np.testing.assert_allclose(mean_iou_curve([[0.5, 0.9]], 3), [0.5, 0.9, 0.9])
