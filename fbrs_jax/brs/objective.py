@@ -1,0 +1,97 @@
+"""The BRS objective (SPEC §3.1-3.5): click masks, BRSMaskLoss, and the optimised variables.
+
+What is optimised is data: a ``Variables`` object says which tap it edits, how a flat vector
+maps onto the edit, and its regulariser. Input-BRS edits ``image`` or ``dist_maps`` with an
+additive bias; f-BRS edits a feature tap with a per-channel scale and bias. The objective is
+a pure function of the flat vector, so any solver (jaxopt, optax, SciPy) can drive it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+
+from ..eval.clicker import Click
+
+PROB_THRESH = 0.49
+LOSS_EPS = 1e-5
+
+
+def click_masks(click_lists: Sequence[Sequence[Click]], hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(lists, h, w, 1) positive / negative masks: a 3x3 square per click at the rounded
+    (half-to-even) coordinate, with numpy slice semantics ``[y-1:y+2, x-1:x+2]`` - negative
+    starts wrap or empty the square exactly as in the reference (trap T9)."""
+    pos = np.zeros((len(click_lists), *hw, 1), np.float32)
+    neg = np.zeros_like(pos)
+    for i, clicks in enumerate(click_lists):
+        for c in clicks:
+            y, x = int(round(float(c.row))), int(round(float(c.col)))
+            (pos if c.is_positive else neg)[i, y - 1:y + 2, x - 1:x + 2] = 1.0
+    return pos, neg
+
+
+def mask_loss(probs, pos, neg):
+    """BRSMaskLoss over the whole batch; returns (loss, f_max_pos, f_max_neg)."""
+    pos_err = (1.0 - probs) * pos
+    neg_err = probs * neg
+    loss = (jnp.sum(pos_err ** 2) / (jnp.sum(pos) + LOSS_EPS)
+            + jnp.sum(neg_err ** 2) / (jnp.sum(neg) + LOSS_EPS))
+    return loss, jnp.max(jnp.abs(pos_err)), jnp.max(jnp.abs(neg_err))
+
+
+@dataclasses.dataclass(frozen=True)
+class InputBias:
+    """Additive bias on ``image`` (RGB-BRS) or ``dist_maps`` (DistMap-BRS), shape (1, C, h, w)
+    flattened in C order as the reference does; the flipped half gets the flipped bias."""
+    tap: str
+    channels: int
+    hw: tuple[int, int]
+    reg_weight: float = 1e-3
+
+    @property
+    def size(self) -> int:
+        return self.channels * self.hw[0] * self.hw[1]
+
+    def edits_and_reg(self, x, with_flip: bool):
+        delta = jnp.transpose(x.reshape(1, self.channels, *self.hw), (0, 2, 3, 1))
+        full = jnp.concatenate([delta, delta[:, :, ::-1]]) if with_flip else delta
+        reg = self.reg_weight * jnp.sum(full ** 2)
+        return {self.tap: lambda v: v + full.astype(v.dtype)}, reg
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleBias:
+    """Per-channel ``F * (1 + s) + b`` at a feature tap (f-BRS); x = [s | b]."""
+    tap: str
+    channels: int
+    reg_weight: float = 1e-3
+    reg_bias_weight: float = 10.0
+
+    @property
+    def size(self) -> int:
+        return 2 * self.channels
+
+    def edits_and_reg(self, x, with_flip: bool):
+        s, b = x[:self.channels], x[self.channels:]
+        reg = self.reg_weight * (jnp.sum(s ** 2) + self.reg_bias_weight * jnp.sum(b ** 2))
+        return {self.tap: lambda f: f * (1.0 + s).astype(f.dtype) + b.astype(f.dtype)}, reg
+
+
+def make_objective(module, variables, refine, values: Mapping[str, jnp.ndarray], start, pos, neg,
+                   with_flip: bool = True) -> Callable:
+    """x -> (loss, aux) with aux = {logits, f_max_pos, f_max_neg}; ``values``/``start`` are the
+    network inputs (input-BRS) or the carry of the f-BRS tap."""
+    def objective(x):
+        edits, reg = refine.edits_and_reg(x, with_flip)
+        logits = module.apply(variables, carry=dict(values), start=start, edits=edits, stop='logits')['logits']
+        loss, f_max_pos, f_max_neg = mask_loss(jax.nn.sigmoid(logits), pos, neg)
+        return loss + reg, {'logits': logits, 'f_max_pos': f_max_pos, 'f_max_neg': f_max_neg}
+    return objective
+
+
+def clicks_satisfied(aux, prob_thresh: float = PROB_THRESH):
+    """The reference's first early exit: every click on the right side of the threshold."""
+    return (aux['f_max_pos'] < 1.0 - prob_thresh) & (aux['f_max_neg'] < prob_thresh)
