@@ -52,3 +52,35 @@ def test_click_masks_follow_numpy_slicing():
     assert rows[-8] == []
     assert rows[6] == [5] and rows[7] == []            # y = H marks the last row only
     assert rows[5.5] == [5] and rows[4.5] == [3, 4, 5]  # half-to-even rounding: 6 and 4
+
+
+@pytest.mark.parametrize('mode', ['f-BRS-A', 'f-BRS-B', 'f-BRS-C'])
+def test_fbrs_objective_matches_the_trace_evaluations(r34_model, mode):
+    """First objective evaluation of click 3 of the reference trace (zoomed crop, flip, warm
+    start from the click-2 variables): same points and the same value to 1e-5."""
+    from fbrs_jax.brs.objective import ScaleBias
+    from fbrs_jax.inference.predictor import crop_resize
+    from fbrs_jax.inference.zoom_in import transform_clicks
+    from fbrs_jax.models.model import normalize
+    from fbrs_jax.models.taps import carry_names
+    folder = REFERENCE / 'r34_trained'
+    trace = np.load(folder / f'trace_resnet34_dh128_{mode}_pub_ring.npz')
+    image = jnp.asarray(normalize(np.load(folder / 'trace_images.npz')['pub_ring__image']))
+    k = 2
+    clicks = [Click(int(r), int(c), bool(p)) for r, c, p in trace['clicks'][:k + 1]]
+    roi = tuple(int(v) for v in trace['roi'][k])
+    hw = tuple(int(v) for v in trace['net_input_hw'][k])
+    crop = crop_resize(image, roi, hw)
+    zoomed = transform_clicks(roi, hw, clicks)
+    lists = [zoomed, flip_clicks(zoomed, hw[1])]
+    pts = points_nd(lists, 8)
+    np.testing.assert_allclose(pts, trace['net_points'][k][:, :pts.shape[1]], atol=2e-5)
+    pos, neg = click_masks(lists, hw)
+    tap = r34_model.arch.fbrs_taps[mode]
+    out = r34_model.apply(jnp.stack([crop, crop[:, ::-1]]), jnp.asarray(pts, jnp.float32), stop=tap)
+    values = {n: out[n] for n in carry_names(r34_model.module.STAGES, tap)}
+    objective = make_objective(r34_model.module, r34_model.variables, ScaleBias(tap, out[tap].shape[-1]),
+                               values, tap, pos, neg)
+    value, _ = jax.jit(objective)(jnp.asarray(trace['opt_data'][k - 1], jnp.float32))
+    ref = trace['fun_values'][trace['fun_offsets'][k]]
+    assert abs(float(value) - ref) <= 1e-5 * abs(ref), (float(value), ref)
