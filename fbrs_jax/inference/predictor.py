@@ -72,7 +72,7 @@ def _nobrs_probs(module, variables, image, points, with_flip):
 
 
 class Predictor:
-    """NoBRS predictor; BRS modes (``fbrs_jax.brs``) reuse the transforms through ``_step``."""
+    """NoBRS predictor; the BRS modes override ``_net_probs`` and keep the transforms."""
 
     def __init__(self, model: Model, *, with_flip: bool = True,
                  zoom_in: Optional[ZoomInParams] = ZoomInParams(),

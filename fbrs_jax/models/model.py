@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import jax
@@ -79,5 +79,3 @@ class Model:
         """Trainable parameters."""
         return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(self.variables['params'])))
 
-    def with_precision(self, precision: Optional[Any]) -> 'Model':
-        return dataclasses.replace(self, module=build_module(self.arch, precision))
