@@ -6,6 +6,7 @@ import os
 import pathlib
 
 import numpy as np
+from PIL import Image
 import pytest
 import jax
 
@@ -22,6 +23,21 @@ jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 requires_shared = pytest.mark.skipif(
     not (REFERENCE / 'README.md').exists(),
     reason=f'reference data not found at {SHARED} (set FBRS_SHARED or place shared/ beside the repo)')
+
+
+def make_grabcut(root, sizes=((40, 50), (30, 20)), mask_size=None):
+    """A GrabCut-layout folder: images 'a.jpg', 'b.bmp'; 8-bit masks with a 128 ignore band."""
+    (root / 'data_GT').mkdir(parents=True)
+    (root / 'boundary_GT').mkdir()
+    rng = np.random.default_rng(0)
+    for name, ext, (h, w) in zip('ab', ('png', 'bmp'), sizes):
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), np.uint8)).save(root / 'data_GT' / f'{name}.{ext}')
+        mh, mw = mask_size or (h, w)
+        m = np.zeros((mh, mw), np.uint8)
+        m[5:15, 5:15] = 255
+        m[4, 4:16] = 128
+        Image.fromarray(m).save(root / 'boundary_GT' / f'{name}.bmp')
+    return root
 
 
 def nhwc(x: np.ndarray) -> np.ndarray:

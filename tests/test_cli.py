@@ -21,3 +21,41 @@ def test_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(['convert'])
     assert e.value.code == 2
+
+
+def _evaluate(data_root, out, *extra):
+    return main(['evaluate', '--checkpoint', str(R34_PTH), '--mode', 'NoBRS', '--datasets', 'GrabCut',
+                 '--data-root', str(data_root), '--n-clicks', '3', '--out', str(out), '--quiet', *extra])
+
+
+@requires_shared
+def test_evaluate_writes_table_json_plot_and_resumes(tmp_path, capsys):
+    import json
+    from conftest import make_grabcut
+    make_grabcut(tmp_path / 'data' / 'GrabCut')
+    out = tmp_path / 'run'
+    assert _evaluate(tmp_path / 'data', out) == 0
+    table = capsys.readouterr().out
+    assert '| NoBRS      | GrabCut    |' in table and 'NoC@90' in table
+    summary = json.loads((out / 'summary.json').read_text())
+    s = summary['datasets']['GrabCut']
+    assert s['samples'] == 2 and 1 <= s['clicks'] <= 6 and s['NoC@90'] <= 3
+    assert summary['settings']['mode'] == 'NoBRS' and summary['compilation']['compilations'] >= 0
+    assert summary['environment']['packages']['jax'] and (out / 'iou_vs_clicks.png').stat().st_size > 1000
+    lines = (out / 'GrabCut.jsonl').read_text().splitlines()
+    assert [json.loads(x)['name'] for x in lines] == ['a.png', 'b.bmp']
+
+    # interrupted while writing the second sample: only that one is redone
+    (out / 'GrabCut.jsonl').write_text(lines[0] + '\n' + lines[1][:20])
+    assert _evaluate(tmp_path / 'data', out) == 0
+    assert (out / 'GrabCut.jsonl').read_text().splitlines()[0] == lines[0]
+    again = [json.loads(x) for x in (out / 'GrabCut.jsonl').read_text().splitlines()]
+    assert [r['ious'] for r in again] == [json.loads(x)['ious'] for x in lines]
+    noc_columns = lambda text: [line.rsplit('|', 3)[0] for line in text.splitlines()[:3]]
+    assert noc_columns(capsys.readouterr().out) == noc_columns(table)
+
+    # other settings into the same folder, a missing dataset folder: one-line errors
+    assert _evaluate(tmp_path / 'data', out, '--target-iou', '0.8') == 1
+    assert _evaluate(tmp_path / 'nowhere', tmp_path / 'run2') == 1
+    err = capsys.readouterr().err.splitlines()
+    assert 'different run' in err[0] and 'dataset folder not found' in err[1] and len(err) == 2

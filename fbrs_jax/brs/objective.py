@@ -8,6 +8,7 @@ a pure function of the flat vector, so any solver (jaxopt, optax, SciPy) can dri
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -95,3 +96,41 @@ def make_objective(module, variables, refine, values: Mapping[str, jnp.ndarray],
 def clicks_satisfied(aux, prob_thresh: float = PROB_THRESH):
     """The reference's first early exit: every click on the right side of the threshold."""
     return (aux['f_max_pos'] < 1.0 - prob_thresh) & (aux['f_max_neg'] < prob_thresh)
+
+
+def mask_iou(current, last):
+    """Mean over samples of mean(inter) / mean(union) in float32 with true divisions (as torch's
+    mean; XLA's ``jnp.mean`` multiplies by 1/n, one ulp off); samples with an empty union are
+    dropped (NaN when all are, which never passes a threshold)."""
+    n = jax.lax.optimization_barrier(jnp.float32(np.prod(current.shape[1:])))  # keep a true division
+    count = lambda m: jnp.sum(m.astype(jnp.float32), axis=tuple(range(1, m.ndim)))
+    inter, union = count(current & last) / n, count(current | last) / n
+    valid = union > 0
+    iou = jnp.where(valid, inter / jnp.where(valid, union, 1.0), 0.0)
+    return jnp.sum(iou) / jnp.sum(valid.astype(jnp.float32))
+
+
+@functools.lru_cache(maxsize=None)
+def brs_function(module, refine, start, with_flip: bool = True, prob_thresh: float = PROB_THRESH,
+                 min_iou_diff: float = 0.01) -> Callable:
+    """The reference functor as a pure function for the solvers (see ``solvers.py``):
+    ``fun(x, last_mask, has_last, variables, values, pos, neg) -> (loss, aux)``.
+
+    Its gradient is zero when every click is satisfied or when the thresholded mask's IoU
+    with ``last_mask`` exceeds ``1 - min_iou_diff`` in float32; ``aux`` carries ``logits``,
+    ``mask`` (probs > prob_thresh), ``satisfied``, ``stagnated`` and ``stop``. One function
+    object per configuration, so jit caches hit.
+    """
+    iou_thresh = np.float32(1.0 - min_iou_diff)
+
+    def fun(x, last_mask, has_last, variables, values, pos, neg):
+        loss, aux = make_objective(module, variables, refine, values, start, pos, neg, with_flip)(x)
+        mask = jax.nn.sigmoid(aux['logits']) > prob_thresh
+        satisfied = clicks_satisfied(aux, prob_thresh)
+        stagnated = jnp.asarray(False)
+        if min_iou_diff > 0:
+            stagnated = has_last & ~satisfied & (mask_iou(mask, last_mask) > iou_thresh)
+        stop = satisfied | stagnated
+        loss = jnp.where(stop, jax.lax.stop_gradient(loss), loss)
+        return loss, dict(aux, mask=mask, satisfied=satisfied, stagnated=stagnated, stop=stop)
+    return fun

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from ..eval.clicker import Click
 from ..models.model import Model, normalize
 from ..models.ops import resize_ac
-from .zoom_in import ZoomIn, ZoomInParams, transform_clicks
+from .zoom_in import LimitLongestSide, ZoomIn, ZoomInParams, transform_clicks
 
 
 def points_nd(click_lists: Sequence[Sequence[Click]], net_clicks_limit: Optional[int]) -> np.ndarray:
@@ -59,16 +59,23 @@ def paste_back(probs, box, full_hw):
     return jnp.zeros(full_hw, probs.dtype).at[rmin:rmax + 1, cmin:cmax + 1].set(roi)
 
 
+def flip_merged_probs(logits, with_flip: bool):
+    """(B, h, w, 1) logits -> (h, w) probabilities; with flip the halves are averaged as
+    logits (the second un-flipped), then the sigmoid is applied (SPEC 2.4)."""
+    logits = logits[..., 0]
+    merged = 0.5 * (logits[0] + logits[1, :, ::-1]) if with_flip else logits[0]
+    return jax.nn.sigmoid(merged)
+
+
+def network_batch(image, with_flip: bool):
+    """[image, image flipped along W] with flip, else [image]."""
+    return jnp.stack([image, image[:, ::-1]]) if with_flip else image[None]
+
+
 @functools.partial(jax.jit, static_argnames=('module', 'with_flip'))
 def _nobrs_probs(module, variables, image, points, with_flip):
-    """Network on [image, flipped image] -> flip-averaged logits -> sigmoid, (h, w)."""
-    batch = jnp.stack([image, image[:, ::-1]]) if with_flip else image[None]
-    logits = module.apply(variables, batch, points, stop='logits')['logits'][..., 0]
-    if with_flip:
-        logits = 0.5 * (logits[0] + logits[1, :, ::-1])
-    else:
-        logits = logits[0]
-    return jax.nn.sigmoid(logits)
+    logits = module.apply(variables, network_batch(image, with_flip), points, stop='logits')['logits']
+    return flip_merged_probs(logits, with_flip)
 
 
 class Predictor:
@@ -76,10 +83,12 @@ class Predictor:
 
     def __init__(self, model: Model, *, with_flip: bool = True,
                  zoom_in: Optional[ZoomInParams] = ZoomInParams(),
+                 max_size: Optional[int] = None,
                  net_clicks_limit: Optional[int] = None):
         self.model = model
         self.with_flip = with_flip
         self.zoom = ZoomIn(zoom_in) if zoom_in is not None else None
+        self.limit = LimitLongestSide(max_size) if max_size is not None else None
         self.net_clicks_limit = net_clicks_limit
         self.image = None
 
@@ -90,6 +99,8 @@ class Predictor:
         self._roi_image = None
         if self.zoom is not None:
             self.zoom.reset()
+        if self.limit is not None:
+            self.limit.reset()
 
     def predict(self, clicks: Sequence[Click]) -> np.ndarray:
         if self.image is None:
@@ -114,22 +125,32 @@ class Predictor:
                 raise ValueError(f'click ({c.row}, {c.col}) lies outside the {h}x{w} image')
 
     def _transform(self, clicks):
-        """ZoomIn forward: (network image, clicks in its frame, image_changed)."""
-        if self.zoom is None:
-            return self.image, clicks, False
-        zoomed, changed = self.zoom.decide(clicks)
-        if not zoomed:
-            return self.image, clicks, False
-        if changed:
-            self._roi_image = crop_resize(self.image, self.zoom.roi, self.zoom.roi_hw)
-        return self._roi_image, transform_clicks(self.zoom.roi, self.zoom.roi_hw, clicks), changed
+        """ZoomIn, then LimitLongestSide: (network image, clicks in its frame, image_changed)."""
+        image, changed = self.image, False
+        if self.zoom is not None:
+            zoomed, changed = self.zoom.decide(clicks)
+            if zoomed:
+                if changed:
+                    self._roi_image = crop_resize(self.image, self.zoom.roi, self.zoom.roi_hw)
+                image = self._roi_image
+                clicks = transform_clicks(self.zoom.roi, self.zoom.roi_hw, clicks)
+        if self.limit is not None and self.limit.decide(image.shape[:2]):
+            box, hw = self.limit.roi, self.limit.roi_hw
+            image, clicks, changed = crop_resize(image, box, hw), transform_clicks(box, hw, clicks), True
+        return image, clicks, changed
 
     def _net_probs(self, image, click_lists, clicks, image_changed):
         points = jnp.asarray(points_nd(click_lists, self.net_clicks_limit), jnp.float32)
         return _nobrs_probs(self.model.module, self.model.variables, image, points, self.with_flip)
 
     def _inverse(self, probs) -> np.ndarray:
-        """ZoomIn inverse: paste into the stored ROI (also a stale one, T13), keep as previous."""
+        """LimitLongestSide inverse, then ZoomIn inverse: paste into the stored ROI (also a stale
+        one, T13) and keep the result as the previous prediction."""
+        if self.limit is not None and self.limit.roi is not None:
+            box = self.limit.roi
+            probs = paste_back(probs, box, self.limit.prev_hw or (box[1] + 1, box[3] + 1))
+        if self.limit is not None:
+            self.limit.prev_hw = tuple(probs.shape)
         if self.zoom is not None and self.zoom.roi is not None:
             probs = paste_back(probs, self.zoom.roi, self.full_hw)
         out = np.asarray(probs, np.float32)

@@ -119,3 +119,26 @@ class ZoomIn:
             self.roi_hw = roi_size(candidate, p.target_size)
             return True, True
         return True, False
+
+
+class LimitLongestSide:
+    """Host-side state of LimitLongestSide (SPEC 2.6): inputs longer than ``max_size`` are
+    resized whole (``image_changed`` on every such call). As in the reference, the full-image
+    box stays set after a passthrough call, so the inverse still resizes and pastes."""
+
+    def __init__(self, max_size: int = 800):
+        self.max_size = max_size
+        self.reset()
+
+    def reset(self):
+        self.roi: Optional[Box] = None
+        self.roi_hw: Optional[tuple[int, int]] = None
+        self.prev_hw: Optional[tuple[int, int]] = None   # shape of the last inverse output
+
+    def decide(self, hw: tuple[int, int]) -> bool:
+        """True when the input (h, w) must be resized (then ``roi``/``roi_hw`` are set)."""
+        if max(hw) <= self.max_size:
+            return False
+        self.roi = (0, hw[0] - 1, 0, hw[1] - 1)
+        self.roi_hw = roi_size(self.roi, self.max_size)
+        return True

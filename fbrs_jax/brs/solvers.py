@@ -1,0 +1,216 @@
+"""L-BFGS back ends for the BRS solve, behind one interface.
+
+A back end is called as ``backend(fun, args, x0, mask0, settings) -> SolveResult`` where
+``fun(x, last_mask, has_last, *args) -> (loss, aux)`` is the BRS objective with the reference's stop
+rules folded in (its gradient is zero when the clicks are satisfied or the mask stagnated,
+see ``objective.with_stop_rules``), ``aux`` holds ``logits``, ``mask`` and the ``stop`` flag, and
+``mask0`` is an all-False mask of the right shape (no previous mask yet). ``fun`` is a stable
+function and ``args`` its array data, so the host back end compiles it once per shape.
+
+* ``JaxoptLBFGS`` (default) and ``OptaxLBFGS`` run the whole solve in JAX (call them inside
+  ``jax.jit``): a ``lax.while_loop`` over L-BFGS steps with the evaluation budget, the
+  stagnation rule against the last accepted iterate and lowest-loss tracking of accepted
+  iterates.
+* ``ScipyLBFGSB`` drives SciPy's L-BFGS-B on the host over a jitted objective with the
+  reference functor's state (lowest loss over *every* evaluation, stagnation against the last
+  evaluation): an exact replay of the reference trajectory.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+import optax
+
+
+@dataclasses.dataclass(frozen=True)
+class LBFGSSettings:
+    """The reference's ``fmin_l_bfgs_b`` call: m=20, factr=0, pgtol=1e-8, maxfun=20, maxiter=40."""
+    maxfun: int = 20
+    maxiter: int = 40
+    history: int = 20
+    pgtol: float = 1e-8
+    maxls: int = 20
+
+
+class SolveResult(NamedTuple):
+    x: Any            # final iterate (the warm start of the next click)
+    logits: Any       # logits of the lowest-loss evaluation seen
+    loss: Any
+    num_evals: Any    # objective evaluations, line search included
+    num_iters: Any
+
+
+def _init_loop_state(loss, aux):
+    return dict(best_loss=loss, best_logits=aux['logits'],
+                last_mask=aux['mask'], has_last=~aux['stop'])
+
+
+def _track(carry, loss, aux):
+    better = loss < carry['best_loss']
+    carry = dict(carry)
+    carry['best_loss'] = jnp.where(better, loss, carry['best_loss'])
+    carry['best_logits'] = jnp.where(better, aux['logits'], carry['best_logits'])
+    keep = aux['stop']      # the reference stores no mask from an evaluation that stopped
+    carry['last_mask'] = jnp.where(keep, carry['last_mask'], aux['mask'])
+    carry['has_last'] = carry['has_last'] | ~keep
+    return carry
+
+
+def _bind(fun, args):
+    return lambda x, last_mask, has_last: fun(x, last_mask, has_last, *args)
+
+
+@functools.lru_cache(maxsize=None)
+def _host_value_and_grad(fun):
+    return jax.jit(jax.value_and_grad(fun, has_aux=True))
+
+
+def _jaxopt():
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message=r'.*[Jj][Aa][Xx][Oo][Pp][Tt].*', category=DeprecationWarning)
+        import jaxopt
+    return jaxopt
+
+
+@functools.lru_cache(maxsize=None)
+def _zoom_linesearch_cls():
+    jaxopt = _jaxopt()
+
+    class ZoomLineSearch(jaxopt.ZoomLineSearch):
+        """jaxopt's zoom line search minus one thing: LBFGS hands it the current value and
+        gradient but not the aux, and the stock ``init_state`` then re-evaluates the objective
+        for the aux - a full extra forward pass per iteration, counted as an evaluation. Here
+        the aux slot starts as zeros of the right structure; it is replaced by the aux of the
+        accepted (or, on failure, the re-evaluated) step."""
+
+        def __post_init__(self):
+            super().__post_init__()
+            fun = self.fun
+
+            def zeros_aux(params, *args, **kwargs):
+                shape = jax.eval_shape(lambda p: fun(p, *args, **kwargs)[1], params)
+                return None, jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shape)
+            self._fun_with_aux = zeros_aux      # used only for that initial aux
+
+        def init_state(self, init_stepsize, params, value=None, grad=None, *args, **kwargs):
+            state = super().init_state(init_stepsize, params, value, grad, *args, **kwargs)
+            if value is not None and grad is not None:     # the placeholder was no evaluation
+                state = state._replace(num_fun_eval=state.num_fun_eval - 1,
+                                       num_grad_eval=state.num_grad_eval - 1)
+            return state
+
+    return ZoomLineSearch
+
+
+@dataclasses.dataclass(frozen=True)
+class JaxoptLBFGS:
+    """jaxopt.LBFGS with a zoom (strong Wolfe) line search, stepped inside one while loop.
+    As in L-BFGS-B, the first trial step is 1/|g0| and later ones start at 1."""
+    name = 'jaxopt'
+    on_device = True
+
+    def __call__(self, fun: Callable, args, x0, mask0, s: LBFGSSettings) -> SolveResult:
+        fun = _bind(fun, args)
+        linesearch = _zoom_linesearch_cls()(fun=fun, has_aux=True, maxiter=s.maxls, max_stepsize=1e10)
+        solver = _jaxopt().LBFGS(fun=fun, has_aux=True, maxiter=s.maxiter, tol=s.pgtol,
+                                 history_size=s.history, linesearch=linesearch,
+                                 linesearch_init='current', max_stepsize=1e10)
+        state = solver.init_state(x0, mask0, jnp.asarray(False))
+        gnorm = jnp.sqrt(jnp.sum(state.grad ** 2))
+        state = state._replace(stepsize=jnp.where(gnorm > 0, 1.0 / gnorm, 1.0).astype(state.stepsize.dtype))
+        carry = _init_loop_state(state.value, state.aux)
+
+        def cond(c):
+            x, st, carry = c
+            return ((st.iter_num < s.maxiter) & (st.num_fun_eval <= s.maxfun)
+                    & (jnp.max(jnp.abs(st.grad)) > s.pgtol) & ~st.failed_linesearch)
+
+        def body(c):
+            x, st, carry = c
+            x, st = solver.update(x, st, carry['last_mask'], carry['has_last'])
+            st = st._replace(stepsize=jnp.ones_like(st.stepsize))
+            return x, st, _track(carry, st.value, st.aux)
+
+        x, state, carry = jax.lax.while_loop(cond, body, (x0, state, carry))
+        return SolveResult(x, carry['best_logits'], carry['best_loss'], state.num_fun_eval, state.iter_num)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptaxLBFGS:
+    """optax.lbfgs (zoom line search) in a while loop; the objective's aux (logits, mask) of each
+    accepted iterate is recomputed by one extra forward pass, not counted as an evaluation."""
+    name = 'optax'
+    on_device = True
+
+    def __call__(self, fun: Callable, args, x0, mask0, s: LBFGSSettings) -> SolveResult:
+        fun = _bind(fun, args)
+        opt = optax.lbfgs(memory_size=s.history, linesearch=optax.scale_by_zoom_linesearch(
+            max_linesearch_steps=s.maxls, initial_guess_strategy='one'))
+        value_fn = lambda x, last_mask, has_last: fun(x, last_mask, has_last)[0]
+        value_and_grad = optax.value_and_grad_from_state(value_fn)
+        (loss0, aux0), grad0 = jax.value_and_grad(fun, has_aux=True)(x0, mask0, jnp.asarray(False))
+        state0 = optax.tree_utils.tree_set(opt.init(x0), value=loss0, grad=grad0)
+        init = (x0, state0, _init_loop_state(loss0, aux0), jnp.asarray(1), jnp.asarray(0), grad0)
+
+        def cond(c):
+            x, st, carry, evals, it, g = c
+            return (it < s.maxiter) & (evals <= s.maxfun) & (jnp.max(jnp.abs(g)) > s.pgtol)
+
+        def body(c):
+            x, st, carry, evals, it, _ = c
+            extra = dict(last_mask=carry['last_mask'], has_last=carry['has_last'])
+            value, grad = value_and_grad(x, state=st, **extra)
+            updates, st = opt.update(grad, st, x, value=value, grad=grad, value_fn=value_fn, **extra)
+            x = optax.apply_updates(x, updates)
+            ls = optax.tree_utils.tree_get(st, 'info')
+            loss, aux = fun(x, carry['last_mask'], carry['has_last'])
+            g_new = optax.tree_utils.tree_get(st, 'grad')
+            return x, st, _track(carry, loss, aux), evals + ls.num_linesearch_steps, it + 1, g_new
+
+        x, _, carry, evals, it, _ = jax.lax.while_loop(cond, body, init)
+        return SolveResult(x, carry['best_logits'], carry['best_loss'], evals, it)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScipyLBFGSB:
+    """SciPy's L-BFGS-B on the host, with the reference functor's bookkeeping per evaluation.
+    ``fun`` must be a jitted callable; x0 keeps its dtype (the reference passes float32 zeros
+    after a reset and SciPy's float64 result afterwards)."""
+    name = 'scipy'
+    on_device = False
+
+    def __call__(self, fun: Callable, args, x0, mask0, s: LBFGSSettings) -> SolveResult:
+        from scipy.optimize import fmin_l_bfgs_b
+        book = {'best_loss': None, 'best_logits': None, 'last_mask': None, 'n': 0}
+        value_and_grad = _host_value_and_grad(fun)
+
+        def func(x):
+            book['n'] += 1
+            has_last = book['last_mask'] is not None
+            last = book['last_mask'] if has_last else mask0
+            (loss, aux), grad = value_and_grad(jnp.asarray(x, jnp.float32), last, jnp.asarray(has_last), *args)
+            f = float(np.float32(loss))
+            if book['best_loss'] is None or f < book['best_loss']:
+                book['best_loss'], book['best_logits'] = f, aux['logits']
+            if not bool(aux['stop']):
+                book['last_mask'] = aux['mask']
+            return f, np.asarray(grad, np.float64)
+
+        x, _, info = fmin_l_bfgs_b(func, x0, m=s.history, factr=0, pgtol=s.pgtol,
+                                   maxfun=s.maxfun, maxiter=s.maxiter, maxls=s.maxls)
+        return SolveResult(x, book['best_logits'], book['best_loss'], book['n'], info['nit'])
+
+
+BACKENDS = {b.name: b for b in (JaxoptLBFGS(), OptaxLBFGS(), ScipyLBFGSB())}
+
+
+def get_backend(name: str):
+    if name not in BACKENDS:
+        raise ValueError(f'unknown optimiser back end {name!r}; choose one of {", ".join(BACKENDS)}')
+    return BACKENDS[name]

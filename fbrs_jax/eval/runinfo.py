@@ -1,0 +1,55 @@
+"""What a results JSON records about the run: device, package versions, compilations."""
+from __future__ import annotations
+
+import platform
+import threading
+from importlib import metadata
+
+import jax
+
+PACKAGES = ('fbrs_jax', 'jax', 'jaxlib', 'flax', 'optax', 'jaxopt', 'numpy', 'scipy')
+
+
+def environment() -> dict:
+    """Device kind and count, platform, Python and package versions."""
+    devices = jax.devices()
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name.replace('_', '-'))
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {'backend': jax.default_backend(), 'device': devices[0].device_kind,
+            'device_count': len(devices), 'machine': platform.machine(),
+            'processor': platform.processor() or None, 'python': platform.python_version(),
+            'packages': versions}
+
+
+class CompileCounter:
+    """Counts XLA backend compilations (and their seconds) and persistent-cache hits while
+    installed; one process-wide listener, counters read as deltas."""
+    _lock = threading.Lock()
+    _totals = {'compilations': 0, 'compile_s': 0.0, 'cache_hits': 0}
+    _installed = False
+
+    def __init__(self):
+        with self._lock:
+            if not CompileCounter._installed:
+                jax.monitoring.register_event_duration_secs_listener(self._on_duration)
+                jax.monitoring.register_event_listener(self._on_event)
+                CompileCounter._installed = True
+        self._start = dict(self._totals)
+
+    @classmethod
+    def _on_duration(cls, event, duration, **_):
+        if event == '/jax/core/compile/backend_compile_duration':
+            cls._totals['compilations'] += 1
+            cls._totals['compile_s'] += duration
+
+    @classmethod
+    def _on_event(cls, event, **_):
+        if event == '/jax/compilation_cache/cache_hits':
+            cls._totals['cache_hits'] += 1
+
+    def read(self) -> dict:
+        return {k: self._totals[k] - self._start[k] for k in self._totals}

@@ -1,0 +1,57 @@
+"""make_predictor: every mode end to end on a small image, the knobs, and defined behaviour on
+the reference's crash path."""
+import numpy as np
+import pytest
+
+import fbrs_jax
+from conftest import requires_shared
+from fbrs_jax.inference.factory import default_clicks_limit
+
+pytestmark = requires_shared
+IMAGE = np.random.default_rng(0).integers(0, 255, (40, 48, 3), np.uint8)
+CLICKS = [fbrs_jax.Click(20, 24, True), fbrs_jax.Click(5, 5, False)]
+
+
+@pytest.mark.parametrize('mode', fbrs_jax.MODES)
+def test_every_mode_predicts(r34_model, mode):
+    p = fbrs_jax.make_predictor(r34_model, mode, zoom_in=None)
+    p.set_image(IMAGE)
+    for k in (1, 2):
+        probs = p.predict(CLICKS[:k])
+        assert probs.shape == (40, 48) and probs.dtype == np.float32
+        assert np.all((probs >= 0) & (probs <= 1))
+        if mode != 'NoBRS':
+            assert (p.stats.num_evals == 0) if k == 1 else (1 <= p.stats.num_evals <= 20 + 20)
+    assert p.net_clicks_limit == default_clicks_limit(mode)
+
+
+def test_knobs_and_errors(r34_model):
+    p = fbrs_jax.make_predictor(r34_model, 'f-BRS-B', zoom_in={'target_size': 600}, maxfun=7,
+                                history=5, backend='scipy', net_clicks_limit=None, with_flip=False)
+    assert p.zoom.params.target_size == 600 and p.zoom.params.skip_clicks == 1
+    assert (p.brs.lbfgs.maxfun, p.brs.lbfgs.maxiter, p.brs.lbfgs.history) == (7, 14, 5)
+    assert p.net_clicks_limit is None and not p.with_flip
+    with pytest.raises(ValueError, match='unknown mode'):
+        fbrs_jax.make_predictor(r34_model, 'f-BRS-D')
+    with pytest.raises(ValueError, match='unknown optimiser back end'):
+        fbrs_jax.make_predictor(r34_model, 'RGB-BRS', backend='lbfgsb')
+    with pytest.raises(TypeError):
+        fbrs_jax.make_predictor(r34_model, 'NoBRS', zoom=None)
+
+
+def test_input_brs_resets_variables_of_another_shape(r34_model):
+    """The reference crashes when stale input-BRS variables meet an input of another shape
+    (T13 path); here they are reset to zeros."""
+    p = fbrs_jax.make_predictor(r34_model, 'RGB-BRS', zoom_in=None)
+    p.set_image(IMAGE)
+    p.predict(CLICKS[:1])
+    p.opt_data = np.ones(3 * 30 * 30, np.float32)
+    p.predict(CLICKS)
+    assert np.shape(p.opt_data) == (3 * 40 * 48,)
+
+
+def test_limit_longest_side(r34_model):
+    p = fbrs_jax.make_predictor(r34_model, 'NoBRS', zoom_in=None, max_size=32)
+    p.set_image(IMAGE)
+    probs = p.predict(CLICKS)
+    assert probs.shape == (40, 48) and p.limit.roi_hw == (27, 32)
