@@ -17,6 +17,17 @@ def _cmd_convert(args) -> int:
     return 0
 
 
+def _enable_compilation_cache() -> None:
+    """Persistent XLA cache (``$FBRS_JAX_CACHE`` or ~/.cache/fbrs_jax/xla): later runs skip compiles."""
+    import os
+    import pathlib
+
+    import jax
+    path = os.environ.get('FBRS_JAX_CACHE') or str(pathlib.Path.home() / '.cache' / 'fbrs_jax' / 'xla')
+    jax.config.update('jax_compilation_cache_dir', path)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+
 def _cmd_evaluate(args) -> int:
     import dataclasses
     import json
@@ -37,6 +48,7 @@ def _cmd_evaluate(args) -> int:
                             max_samples=args.max_samples)
     datasets = [d.strip() for d in args.datasets.split(',') if d.strip()]
     readers = {d: open_dataset(d, args.data_root) for d in datasets}     # fail early on a bad folder
+    _enable_compilation_cache()
     counter = CompileCounter()
     model = load_model(args.checkpoint)
     out = pathlib.Path(args.out or f'runs/evaluate/{model.arch.name}_{args.mode}')
@@ -52,11 +64,12 @@ def _cmd_evaluate(args) -> int:
 
     summaries, t_start = {}, time.perf_counter()
     for name, reader in readers.items():
-        limit = (None if settings.clicks_limit == -1 else {'clicks_limit': settings.clicks_limit})
+        limit = settings.clicks_limit
         predictor = make_predictor(
             model, settings.mode, with_flip=settings.with_flip, backend=settings.backend,
+            prob_thresh=settings.pred_thr,
             zoom_in={'target_size': zoom_target(name)} if settings.zoom_in else None,
-            **({} if limit is None else {'net_clicks_limit': settings.clicks_limit}))
+            **({} if limit is None else {'net_clicks_limit': None if limit == -1 else limit}))
         results = ResultsFile(out / f'{name}.jsonl')
         n = len(reader) if settings.max_samples is None else min(len(reader), settings.max_samples)
         todo = [i for i in range(n) if i not in results.done()]
@@ -99,10 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--data-root', required=True, help='folder holding one folder per dataset')
     e.add_argument('--n-clicks', type=int, default=20)
     e.add_argument('--target-iou', type=float, default=0.90)
-    e.add_argument('--thresh', type=float, default=0.49, help='probability threshold of the prediction')
+    e.add_argument('--thresh', type=float, default=0.49,
+                   help='probability threshold of the prediction and of the BRS click test')
     e.add_argument('--backend', default='jaxopt', choices=('jaxopt', 'optax', 'scipy'))
-    e.add_argument('--clicks-limit', type=int, default=-1,
-                   help="network clicks limit; -1: the mode's default (5 input-BRS, 8 f-BRS, all NoBRS)")
+    e.add_argument('--clicks-limit', type=int, default=None,
+                   help="network clicks limit (-1: all clicks); default: the mode's (5 input BRS, 8 f-BRS, all NoBRS)")
     e.add_argument('--no-flip', action='store_true')
     e.add_argument('--no-zoom-in', action='store_true')
     e.add_argument('--max-samples', type=int, default=None, help='only the first N samples of each dataset')

@@ -28,7 +28,7 @@ class EvalSettings:
     backend: str = 'jaxopt'
     with_flip: bool = True
     zoom_in: bool = True
-    clicks_limit: Optional[int] = -1          # -1: the mode's default (5 / 8 / all), None: all
+    clicks_limit: Optional[int] = None        # None: the mode's default (5 / 8 / all), -1: all
     max_samples: Optional[int] = None         # first N samples of each dataset
 
 
@@ -114,10 +114,12 @@ def plot_curves(path: pathlib.Path, mode: str, summaries: dict) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for name, s in summaries.items():
         curve = s['mean_iou_curve']
         ax.plot(np.arange(1, len(curve) + 1), curve, marker='o', markersize=3, label=name)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel('number of clicks')
     ax.set_ylabel('mean IoU')
     ax.set_title(f'{mode}: IoU vs clicks')
@@ -127,3 +129,19 @@ def plot_curves(path: pathlib.Path, mode: str, summaries: dict) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def replay_clicks(predictor, image, clicks: Sequence) -> list[dict]:
+    """Teacher forcing: predict after each prefix of a fixed click list (e.g. a reference
+    trace's); per click the probabilities, the zoom box, evaluations and seconds."""
+    predictor.set_image(image)
+    out = []
+    for k in range(len(clicks)):
+        t0 = time.perf_counter()
+        probs = predictor.predict(clicks[:k + 1])
+        seconds = time.perf_counter() - t0
+        stats = getattr(predictor, 'stats', None)
+        zoom = getattr(predictor, 'zoom', None)
+        out.append({'probs': probs, 'roi': zoom.roi if zoom is not None else None, 'seconds': seconds,
+                    'evals': stats.num_evals if stats is not None else 0})
+    return out
