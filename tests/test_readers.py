@@ -69,3 +69,18 @@ def test_tfds_builder_matches_the_reader(tmp_path):
         assert source[i]['name'].decode() == reader.name(i)
         np.testing.assert_array_equal(source[i]['image'], reader[i].image)
         np.testing.assert_array_equal(source[i]['gt'], reader[i].gt)
+
+
+@pytest.mark.parametrize('name', ['DAVIS', 'COCO_MVal'])
+def test_union_mask_layouts(tmp_path, name):
+    """img/ + gt/: maximum over the channels, > 0 -> object (all objects together)."""
+    root = tmp_path / name
+    (root / 'img').mkdir(parents=True)
+    (root / 'gt').mkdir()
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(root / 'img' / 'x.jpg')
+    gt = np.zeros((10, 12, 3), np.uint8)
+    gt[1:3, 1:3, 0] = 200          # object 1 in the red channel
+    gt[5:8, 5:9, 2] = 1            # object 2, dark blue
+    Image.fromarray(gt).save(root / 'gt' / 'x.png')
+    s = open_dataset(name, tmp_path)[0]
+    assert s.gt.dtype == np.int32 and s.gt.sum() == 4 + 12 and set(np.unique(s.gt)) == {0, 1}

@@ -73,7 +73,7 @@ def _host_value_and_grad(fun):
 
 def _jaxopt():
     with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', message=r'.*[Jj][Aa][Xx][Oo][Pp][Tt].*', category=DeprecationWarning)
+        warnings.filterwarnings('ignore', message='JAXopt is no longer maintained', category=DeprecationWarning)
         import jaxopt
     return jaxopt
 
