@@ -36,7 +36,7 @@ def test_evaluate_writes_table_json_plot_and_resumes(tmp_path, capsys):
     out = tmp_path / 'run'
     assert _evaluate(tmp_path / 'data', out) == 0
     table = capsys.readouterr().out
-    assert '| NoBRS      | GrabCut    |' in table and 'NoC@90' in table
+    assert '| NoBRS       | GrabCut    |' in table and 'NoC@90' in table
     summary = json.loads((out / 'summary.json').read_text())
     s = summary['datasets']['GrabCut']
     assert s['samples'] == 2 and 1 <= s['clicks'] <= 6 and s['NoC@90'] <= 3

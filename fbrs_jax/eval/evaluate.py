@@ -100,12 +100,15 @@ def dataset_summary(records: Sequence[dict], max_clicks: int) -> dict:
 
 def format_table(mode: str, summaries: dict) -> str:
     """The reference script's table: NoC@80/85/90, >=20@85/90, SPC, Time."""
-    head = f"| {'Pipeline':<10} | {'Dataset':<10} | NoC@80 | NoC@85 | NoC@90 | >=20@85 | >=20@90 | SPC,s | Time     |"
-    rows = [head, '|' + '|'.join('-' * (len(c)) for c in head.split('|')[1:-1]) + '|']
+    mw = max(11, len(mode))
+    dw = max([10] + [len(n) for n in summaries])
+    head = (f"| {'Pipeline':<{mw}} | {'Dataset':<{dw}} | NoC@80 | NoC@85 | NoC@90 | >=20@85 | >=20@90 "
+            f"|  SPC,s | Time     |")
+    rows = [head, '|' + '|'.join('-' * len(c) for c in head.split('|')[1:-1]) + '|']
     for name, s in summaries.items():
         t = time.strftime('%H:%M:%S', time.gmtime(s.get('elapsed_s', 0.0)))
-        rows.append(f"| {mode:<10} | {name:<10} | {s['NoC@80']:6.2f} | {s['NoC@85']:6.2f} | {s['NoC@90']:6.2f} "
-                    f"| {s['NoF@85']:7d} | {s['NoF@90']:7d} | {s.get('SPC', float('nan')):5.3f} | {t} |")
+        rows.append(f"| {mode:<{mw}} | {name:<{dw}} | {s['NoC@80']:6.2f} | {s['NoC@85']:6.2f} | {s['NoC@90']:6.2f} "
+                    f"| {s['NoF@85']:7d} | {s['NoF@90']:7d} | {s.get('SPC', float('nan')):6.3f} | {t} |")
     return '\n'.join(rows)
 
 
