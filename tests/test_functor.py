@@ -14,9 +14,8 @@ from fbrs_jax.brs.objective import InputBias, click_masks, clicks_satisfied, mak
 from fbrs_jax.eval.clicker import Click
 from fbrs_jax.inference.predictor import flip_clicks, points_nd
 
-pytestmark = requires_shared
 
-
+@requires_shared
 @pytest.mark.parametrize('mode,tap,channels', [('RGB-BRS', 'image', 3), ('DistMap-BRS', 'dist_maps', 2)])
 def test_input_brs_objective_and_gradient(r34_model, mode, tap, channels):
     f = np.load(REFERENCE / 'r34_trained' / f'functor_resnet34_dh128_{mode}_fwd_a.npz')
@@ -54,6 +53,7 @@ def test_click_masks_follow_numpy_slicing():
     assert rows[5.5] == [5] and rows[4.5] == [3, 4, 5]  # half-to-even rounding: 6 and 4
 
 
+@requires_shared
 @pytest.mark.parametrize('mode', ['f-BRS-A', 'f-BRS-B', 'f-BRS-C'])
 def test_fbrs_objective_matches_the_trace_evaluations(r34_model, mode):
     """First objective evaluation of click 3 of the reference trace (zoomed crop, flip, warm
