@@ -180,7 +180,7 @@ class OptaxLBFGS:
 @dataclasses.dataclass(frozen=True)
 class ScipyLBFGSB:
     """SciPy's L-BFGS-B on the host, with the reference functor's bookkeeping per evaluation.
-    ``fun`` must be a jitted callable; x0 keeps its dtype (the reference passes float32 zeros
+    Its value-and-grad is jitted once per ``fun`` (array data passed as ``args``); x0 keeps its dtype (the reference passes float32 zeros
     after a reset and SciPy's float64 result afterwards)."""
     name = 'scipy'
     on_device = False

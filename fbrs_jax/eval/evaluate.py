@@ -37,6 +37,15 @@ def zoom_target(dataset: str) -> int:
     return 600 if dataset == 'DAVIS' else 400
 
 
+def timed_predict(predictor, clicks) -> tuple[np.ndarray, float, int]:
+    """(probabilities, seconds, objective evaluations) of one ``predict`` call."""
+    t0 = time.perf_counter()
+    probs = predictor.predict(clicks)
+    seconds = time.perf_counter() - t0
+    stats = getattr(predictor, 'stats', None)
+    return probs, seconds, stats.num_evals if stats is not None else 0
+
+
 def evaluate_sample(predictor, image, gt, n_clicks: int, target_iou: float, pred_thr: float) -> dict:
     """IoU (float32) after every click, the clicks, objective evaluations and seconds per click."""
     clicker = Clicker(gt)
@@ -45,11 +54,9 @@ def evaluate_sample(predictor, image, gt, n_clicks: int, target_iou: float, pred
     clicks, ious, evals, seconds = [], [], [], []
     for _ in range(n_clicks):
         clicks.append(clicker.make_next_click(pred))
-        t0 = time.perf_counter()
-        probs = predictor.predict(clicks)
-        seconds.append(time.perf_counter() - t0)
-        stats = getattr(predictor, 'stats', None)
-        evals.append(stats.num_evals if stats is not None else 0)
+        probs, dt, n = timed_predict(predictor, clicks)
+        seconds.append(dt)
+        evals.append(n)
         pred = probs > pred_thr
         ious.append(float(np.float32(iou(gt, pred))))
         if np.float32(ious[-1]) >= np.float32(target_iou):
@@ -140,11 +147,8 @@ def replay_clicks(predictor, image, clicks: Sequence) -> list[dict]:
     predictor.set_image(image)
     out = []
     for k in range(len(clicks)):
-        t0 = time.perf_counter()
-        probs = predictor.predict(clicks[:k + 1])
-        seconds = time.perf_counter() - t0
-        stats = getattr(predictor, 'stats', None)
+        probs, seconds, evals = timed_predict(predictor, clicks[:k + 1])
         zoom = getattr(predictor, 'zoom', None)
         out.append({'probs': probs, 'roi': zoom.roi if zoom is not None else None, 'seconds': seconds,
-                    'evals': stats.num_evals if stats is not None else 0})
+                    'evals': evals})
     return out
