@@ -23,74 +23,75 @@ def _enable_compilation_cache() -> None:
     import pathlib
 
     import jax
+    if jax.config.jax_compilation_cache_dir:       # already chosen by the embedding program
+        return
     path = os.environ.get('FBRS_JAX_CACHE') or str(pathlib.Path.home() / '.cache' / 'fbrs_jax' / 'xla')
     jax.config.update('jax_compilation_cache_dir', path)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
 
 def _cmd_evaluate(args) -> int:
-    import dataclasses
-    import json
     import pathlib
-
-    from tqdm import tqdm
 
     from .convert.loading import load_model
     from .data.readers import open_dataset
-    from .eval.evaluate import (EvalSettings, ResultsFile, dataset_summary, evaluate_sample,
-                                format_table, plot_curves, zoom_target)
-    from .eval.runinfo import CompileCounter, environment
-    from .inference.factory import make_predictor
+    from .eval.evaluate import EvalSettings
+    from .eval.runner import run_evaluation
 
+    if args.batch < 1:
+        raise ValueError(f'--batch must be at least 1, got {args.batch}')
     settings = EvalSettings(mode=args.mode, n_clicks=args.n_clicks, target_iou=args.target_iou,
                             pred_thr=args.thresh, backend=args.backend, with_flip=not args.no_flip,
                             zoom_in=not args.no_zoom_in, clicks_limit=args.clicks_limit,
                             max_samples=args.max_samples)
     datasets = [d.strip() for d in args.datasets.split(',') if d.strip()]
     readers = {d: open_dataset(d, args.data_root) for d in datasets}     # fail early on a bad folder
+    if args.distributed:
+        import jax
+        jax.distributed.initialize()
     _enable_compilation_cache()
-    counter = CompileCounter()
     model = load_model(args.checkpoint)
     out = pathlib.Path(args.out or f'runs/evaluate/{model.arch.name}_{args.mode}')
-    out.mkdir(parents=True, exist_ok=True)
-    run = {'checkpoint': str(args.checkpoint), 'checkpoint_sha256': model.source.get('sha256'),
-           'arch': model.arch.name, 'settings': dataclasses.asdict(settings)}
-    run_file = out / 'run.json'
-    if run_file.exists():
-        previous = json.loads(run_file.read_text())
-        if {k: previous.get(k) for k in run} != run:
-            raise ValueError(f'{out} holds results of a different run (see {run_file}); choose another --out')
-    run_file.write_text(json.dumps(run, indent=1))
+    run_evaluation(model, str(args.checkpoint), settings, readers, out, batch=args.batch,
+                   distributed=args.distributed, quiet=args.quiet)
+    return 0
 
-    summaries, t_start = {}, time.perf_counter()
-    for name, reader in readers.items():
-        limit = settings.clicks_limit
-        predictor = make_predictor(
-            model, settings.mode, with_flip=settings.with_flip, backend=settings.backend,
-            prob_thresh=settings.pred_thr,
-            zoom_in={'target_size': zoom_target(name)} if settings.zoom_in else None,
-            **({} if limit is None else {'net_clicks_limit': None if limit == -1 else limit}))
-        results = ResultsFile(out / f'{name}.jsonl')
-        n = len(reader) if settings.max_samples is None else min(len(reader), settings.max_samples)
-        todo = [i for i in range(n) if i not in results.done()]
-        bar = tqdm(todo, desc=f'{name} {settings.mode}', unit='sample', initial=n - len(todo), total=n,
-                   disable=args.quiet)
-        for i in bar:
-            t0 = time.perf_counter()
-            sample = reader[i]
-            record = evaluate_sample(predictor, sample.image, sample.gt, settings.n_clicks,
-                                     settings.target_iou, settings.pred_thr)
-            record.update(index=i, name=sample.name, wall_s=time.perf_counter() - t0)
-            results.append(record)
-            bar.set_postfix(clicks=len(record['ious']), iou=f"{record['ious'][-1]:.3f}")
-        summaries[name] = dataset_summary([r for r in results.records if r['index'] < n], settings.n_clicks)
 
-    print(format_table(settings.mode, summaries))
-    summary = {**run, 'environment': environment(), 'compilation': counter.read(),
-               'session_s': time.perf_counter() - t_start, 'datasets': summaries}
-    (out / 'summary.json').write_text(json.dumps(summary, indent=1))
-    plot_curves(out / 'iou_vs_clicks.png', settings.mode, summaries)
-    print(f'results in {out}/ (summary.json, iou_vs_clicks.png, <dataset>.jsonl)')
+def _size(text: str) -> tuple[int, int]:
+    h, _, w = text.lower().partition('x')
+    return int(h), int(w or h)
+
+
+def _cmd_benchmark(args) -> int:
+    import json
+    import pathlib
+
+    import numpy as np
+
+    from .convert.loading import load_model
+    from .eval.benchmark import markdown_table, run_benchmark, scene
+    from .inference.factory import MODES
+
+    modes = [m.strip() for m in args.modes.split(',') if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f'unknown mode {unknown[0]!r}; choose from {", ".join(MODES)}')
+    if args.save_scene:
+        s = scene(*args.size)
+        np.savez_compressed(args.save_scene, **{f'{s.name}__image': s.image, f'{s.name}__gt_mask': s.gt})
+    _enable_compilation_cache()
+    model = load_model(args.checkpoint, precision=args.precision)
+    result = run_benchmark(model, str(args.checkpoint), modes, args.size, args.clicks, args.repeats, args.batch,
+                           args.precision, with_flip=not args.no_flip,
+                           zoom_target=None if args.no_zoom_in else args.zoom_target, backend=args.backend)
+    table = markdown_table(result)
+    print(table)
+    if args.out:
+        out = pathlib.Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix('.json').write_text(json.dumps(result, indent=1))
+        out.with_suffix('.md').write_text(table + '\n')
+        print(f'written {out.with_suffix(".json")} and {out.with_suffix(".md")}')
     return 0
 
 
@@ -121,8 +122,29 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--no-zoom-in', action='store_true')
     e.add_argument('--max-samples', type=int, default=None, help='only the first N samples of each dataset')
     e.add_argument('--out', default=None, help='results folder (resumes a run there)')
+    e.add_argument('--batch', type=int, default=1,
+                   help='samples evaluated at once, split over the local devices (a multiple of their number)')
+    e.add_argument('--distributed', action='store_true',
+                   help='join jax.distributed (multi-host); each process evaluates its share of the batches')
     e.add_argument('--quiet', action='store_true', help='no progress bar')
     e.set_defaults(func=_cmd_evaluate)
+
+    b = sub.add_parser('benchmark', help='per-click latency of modes on a fixed synthetic scene (warm)')
+    b.add_argument('--checkpoint', required=True, help='official .pth or converted directory')
+    b.add_argument('--modes', default='NoBRS,f-BRS-B', help='comma-separated modes')
+    b.add_argument('--size', type=_size, default=(400, 600), help='scene size HxW (or one number: square)')
+    b.add_argument('--clicks', type=int, default=20)
+    b.add_argument('--repeats', type=int, default=3, help='timed passes after the compile pass')
+    b.add_argument('--batch', type=int, default=1, help='copies of the scene evaluated at once (batched program)')
+    b.add_argument('--precision', default='highest', choices=('highest', 'high', 'default'),
+                   help="matmul/conv precision ('default' = TF32 on recent NVIDIA GPUs)")
+    b.add_argument('--backend', default='jaxopt', choices=('jaxopt', 'optax', 'scipy'))
+    b.add_argument('--zoom-target', type=int, default=400)
+    b.add_argument('--no-zoom-in', action='store_true')
+    b.add_argument('--no-flip', action='store_true')
+    b.add_argument('--save-scene', default=None, help='also write the scene as NPZ (<name>__image, <name>__gt_mask)')
+    b.add_argument('--out', default=None, help='path prefix of the JSON and markdown results')
+    b.set_defaults(func=_cmd_benchmark)
     return p
 
 

@@ -59,7 +59,7 @@ def test_fbrs_objective_matches_the_trace_evaluations(r34_model, mode):
     """First objective evaluation of click 3 of the reference trace (zoomed crop, flip, warm
     start from the click-2 variables): same points and the same value to 1e-5."""
     from fbrs_jax.brs.objective import ScaleBias
-    from fbrs_jax.inference.predictor import crop_resize
+    from fbrs_jax.models.canvas import resize_ac
     from fbrs_jax.inference.zoom_in import transform_clicks
     from fbrs_jax.models.model import normalize
     from fbrs_jax.models.taps import carry_names
@@ -70,7 +70,7 @@ def test_fbrs_objective_matches_the_trace_evaluations(r34_model, mode):
     clicks = [Click(int(r), int(c), bool(p)) for r, c, p in trace['clicks'][:k + 1]]
     roi = tuple(int(v) for v in trace['roi'][k])
     hw = tuple(int(v) for v in trace['net_input_hw'][k])
-    crop = crop_resize(image, roi, hw)
+    crop = resize_ac(image[None, roi[0]:roi[1] + 1, roi[2]:roi[3] + 1], hw)[0]
     zoomed = transform_clicks(roi, hw, clicks)
     lists = [zoomed, flip_clicks(zoomed, hw[1])]
     pts = points_nd(lists, 8)

@@ -29,3 +29,17 @@ def test_depthwise_as_shifted_adds():
     gx = jax.grad(lambda x: jnp.sum(depthwise3x3(x, w) ** 2))(x)
     gref = jax.grad(lambda x: jnp.sum(_conv(x, w, 1, 1, 1, 7, 'highest') ** 2))(x)
     np.testing.assert_allclose(gx, gref, rtol=1e-5, atol=1e-5 * float(jnp.abs(gref).max()))
+
+
+def test_custom_vjp_conv_input_gradient_alone():
+    """Differentiating the input only (BRS) gives the same input gradient, with no kernel
+    gradient formed."""
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((2, 9, 11, 4)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 4, 5)), jnp.float32)
+    loss = lambda f: lambda x: jnp.sum(jnp.sin(f(x)))
+    ours = jax.grad(loss(lambda x: conv_stride1(x, w, 2, 2, 'highest')))(x)
+    ref = jax.grad(loss(lambda x: _conv(x, w, 1, 2, 2, 1, 'highest')))(x)
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), rtol=1e-5, atol=1e-5)
+    jaxpr = str(jax.make_jaxpr(jax.vmap(jax.grad(loss(lambda x: conv_stride1(x, w, 2, 2, 'highest')))))(x[:, None]))
+    assert jaxpr.count('conv_general_dilated') == 2 and 'feature_group_count=2' not in jaxpr

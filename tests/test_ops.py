@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES
-from fbrs_jax.models.ops import dist_maps, resize_ac
+from fbrs_jax.models.canvas import resize_ac
+from fbrs_jax.models.ops import dist_maps
 
 
 def test_resize_matches_torch_align_corners():

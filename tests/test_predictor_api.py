@@ -45,9 +45,9 @@ def test_input_brs_resets_variables_of_another_shape(r34_model):
     p = fbrs_jax.make_predictor(r34_model, 'RGB-BRS', zoom_in=None)
     p.set_image(IMAGE)
     p.predict(CLICKS[:1])
-    p.opt_data = np.ones(3 * 30 * 30, np.float32)
-    p.predict(CLICKS)
-    assert np.shape(p.opt_data) == (3 * 40 * 48,)
+    assert not bool(p.plan(CLICKS).inp.reset)              # same input: warm start
+    p._last_net = (p.full_canvas, (30, 30))                  # as if the last input was 30x30
+    assert bool(p.plan(CLICKS).inp.reset)
 
 
 def test_limit_longest_side(r34_model):

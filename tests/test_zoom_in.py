@@ -2,7 +2,8 @@
 import numpy as np
 
 from fbrs_jax.eval.clicker import Click
-from fbrs_jax.inference.predictor import paste_back, points_nd
+from fbrs_jax.inference.predictor import points_nd
+from fbrs_jax.models.canvas import paste
 from fbrs_jax.inference.zoom_in import (ZoomIn, ZoomInParams, bbox_iou, clicks_inside, expand_bbox,
                                         object_roi, roi_size, transform_clicks)
 
@@ -45,7 +46,7 @@ def test_click_mapping_and_paste_back():
     t = transform_clicks((10, 19, 20, 39), (50, 100), [Click(20, 20, True), Click(5, 45, False)])
     assert t == [Click(50.0, 0.0, True), Click(-25.0, 125.0, False)]
     probs = np.ones((4, 6), np.float32)
-    full = np.asarray(paste_back(probs, (1, 2, 2, 4), (5, 7)))
+    full = np.asarray(paste(probs[..., None], (4, 6), (1, 2, 2, 4), (5, 7))[..., 0])
     assert full.sum() == 6 and full[1:3, 2:5].min() == 1
 
 

@@ -9,28 +9,34 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import jax
 import jax.numpy as jnp
 
 from ..eval.clicker import Click
+from ..models.canvas import flip_w, valid_mask
 
 PROB_THRESH = 0.49
 LOSS_EPS = 1e-5
 
 
-def click_masks(click_lists: Sequence[Sequence[Click]], hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def click_masks(click_lists: Sequence[Sequence[Click]], hw: tuple[int, int],
+                canvas_hw: Optional[tuple[int, int]] = None) -> tuple[np.ndarray, np.ndarray]:
     """(lists, h, w, 1) positive / negative masks: a 3x3 square per click at the rounded
-    (half-to-even) coordinate, with numpy slice semantics ``[y-1:y+2, x-1:x+2]`` - negative
-    starts wrap or empty the square exactly as in the reference (trap T9)."""
+    (half-to-even) coordinate, with numpy slice semantics ``[y-1:y+2, x-1:x+2]`` on the (h, w)
+    image - negative starts wrap or empty the square exactly as in the reference (trap T9).
+    With ``canvas_hw`` they are zero-padded to the canvas."""
     pos = np.zeros((len(click_lists), *hw, 1), np.float32)
     neg = np.zeros_like(pos)
     for i, clicks in enumerate(click_lists):
         for c in clicks:
             y, x = int(round(float(c.row))), int(round(float(c.col)))
             (pos if c.is_positive else neg)[i, y - 1:y + 2, x - 1:x + 2] = 1.0
+    if canvas_hw is not None:
+        pad = ((0, 0), (0, canvas_hw[0] - hw[0]), (0, canvas_hw[1] - hw[1]), (0, 0))
+        pos, neg = np.pad(pos, pad), np.pad(neg, pad)
     return pos, neg
 
 
@@ -46,7 +52,9 @@ def mask_loss(probs, pos, neg):
 @dataclasses.dataclass(frozen=True)
 class InputBias:
     """Additive bias on ``image`` (RGB-BRS) or ``dist_maps`` (DistMap-BRS), shape (1, C, h, w)
-    flattened in C order as the reference does; the flipped half gets the flipped bias."""
+    flattened in C order as the reference does; the flipped half gets the bias flipped within
+    the image width ``width`` (on a canvas, the bias outside the image gets no gradient and
+    stays zero)."""
     tap: str
     channels: int
     hw: tuple[int, int]
@@ -56,9 +64,10 @@ class InputBias:
     def size(self) -> int:
         return self.channels * self.hw[0] * self.hw[1]
 
-    def edits_and_reg(self, x, with_flip: bool):
+    def edits_and_reg(self, x, with_flip: bool, width=None):
         delta = jnp.transpose(x.reshape(1, self.channels, *self.hw), (0, 2, 3, 1))
-        full = jnp.concatenate([delta, delta[:, :, ::-1]]) if with_flip else delta
+        width = self.hw[1] if width is None else width
+        full = jnp.concatenate([delta, flip_w(delta, width, axis=2)]) if with_flip else delta
         reg = self.reg_weight * jnp.sum(full ** 2)
         return {self.tap: lambda v: v + full.astype(v.dtype)}, reg
 
@@ -75,19 +84,21 @@ class ScaleBias:
     def size(self) -> int:
         return 2 * self.channels
 
-    def edits_and_reg(self, x, with_flip: bool):
+    def edits_and_reg(self, x, with_flip: bool, width=None):
         s, b = x[:self.channels], x[self.channels:]
         reg = self.reg_weight * (jnp.sum(s ** 2) + self.reg_bias_weight * jnp.sum(b ** 2))
         return {self.tap: lambda f: f * (1.0 + s).astype(f.dtype) + b.astype(f.dtype)}, reg
 
 
 def make_objective(module, variables, refine, values: Mapping[str, jnp.ndarray], start, pos, neg,
-                   with_flip: bool = True) -> Callable:
+                   with_flip: bool = True, extent=None) -> Callable:
     """x -> (loss, aux) with aux = {logits, f_max_pos, f_max_neg}; ``values``/``start`` are the
-    network inputs (input-BRS) or the carry of the f-BRS tap."""
+    network inputs (input-BRS) or the carry of the f-BRS tap; ``extent``: the image's (h, w)
+    on a canvas (None: the arrays are the image)."""
     def objective(x):
-        edits, reg = refine.edits_and_reg(x, with_flip)
-        logits = module.apply(variables, carry=dict(values), start=start, edits=edits, stop='logits')['logits']
+        edits, reg = refine.edits_and_reg(x, with_flip, None if extent is None else extent[1])
+        logits = module.apply(variables, carry=dict(values), start=start, edits=edits, stop='logits',
+                              extent=extent)['logits']
         loss, f_max_pos, f_max_neg = mask_loss(jax.nn.sigmoid(logits), pos, neg)
         return loss + reg, {'logits': logits, 'f_max_pos': f_max_pos, 'f_max_neg': f_max_neg}
     return objective
@@ -98,11 +109,13 @@ def clicks_satisfied(aux, prob_thresh: float = PROB_THRESH):
     return (aux['f_max_pos'] < 1.0 - prob_thresh) & (aux['f_max_neg'] < prob_thresh)
 
 
-def mask_iou(current, last):
+def mask_iou(current, last, n=None):
     """Mean over samples of mean(inter) / mean(union) in float32 with true divisions (as torch's
-    mean; XLA's ``jnp.mean`` multiplies by 1/n, one ulp off); samples with an empty union are
-    dropped (NaN when all are, which never passes a threshold)."""
-    n = jax.lax.optimization_barrier(jnp.float32(np.prod(current.shape[1:])))  # keep a true division
+    mean; XLA's ``jnp.mean`` multiplies by 1/n, one ulp off) over ``n`` pixels (default: the
+    array; on a canvas the masks are False outside the image and ``n`` is its pixel count);
+    samples with an empty union are dropped (NaN when all are, which never passes a threshold)."""
+    n = np.prod(current.shape[1:]) if n is None else n
+    n = jax.lax.optimization_barrier(jnp.asarray(n, jnp.float32))  # keep a true division
     count = lambda m: jnp.sum(m.astype(jnp.float32), axis=tuple(range(1, m.ndim)))
     inter, union = count(current & last) / n, count(current | last) / n
     valid = union > 0
@@ -114,23 +127,29 @@ def mask_iou(current, last):
 def brs_function(module, refine, start, with_flip: bool = True, prob_thresh: float = PROB_THRESH,
                  min_iou_diff: float = 0.01) -> Callable:
     """The reference functor as a pure function for the solvers (see ``solvers.py``):
-    ``fun(x, last_mask, has_last, variables, values, pos, neg) -> (loss, aux)``.
+    ``fun(x, last_mask, has_last, variables, values, pos, neg, extent, frozen) -> (loss, aux)``.
 
-    Its gradient is zero when every click is satisfied or when the thresholded mask's IoU
-    with ``last_mask`` exceeds ``1 - min_iou_diff`` in float32; ``aux`` carries ``logits``,
+    ``extent``: the image's (h, w) on the canvas of ``values``; ``frozen``: a zero gradient
+    (the solvers then stop after this one evaluation - a click that is not optimised runs
+    the same program). Its gradient is also zero when every click is satisfied or when the
+    thresholded mask's IoU with ``last_mask`` exceeds ``1 - min_iou_diff`` in float32 (over
+    the image's pixels); ``aux`` carries ``logits``,
     ``mask`` (probs > prob_thresh), ``satisfied``, ``stagnated`` and ``stop``. One function
     object per configuration, so jit caches hit.
     """
     iou_thresh = np.float32(1.0 - min_iou_diff)
 
-    def fun(x, last_mask, has_last, variables, values, pos, neg):
-        loss, aux = make_objective(module, variables, refine, values, start, pos, neg, with_flip)(x)
-        mask = jax.nn.sigmoid(aux['logits']) > prob_thresh
+    def fun(x, last_mask, has_last, variables, values, pos, neg, extent, frozen):
+        loss, aux = make_objective(module, variables, refine, values, start, pos, neg, with_flip, extent)(x)
+        hw = aux['logits'].shape[1:3]
+        valid = valid_mask(hw, extent)[None, :, :, None]
+        mask = (jax.nn.sigmoid(aux['logits']) > prob_thresh) & valid
         satisfied = clicks_satisfied(aux, prob_thresh)
         stagnated = jnp.asarray(False)
         if min_iou_diff > 0:
-            stagnated = has_last & ~satisfied & (mask_iou(mask, last_mask) > iou_thresh)
+            n = extent[0] * extent[1]
+            stagnated = has_last & ~satisfied & (mask_iou(mask, last_mask, n) > iou_thresh)
         stop = satisfied | stagnated
-        loss = jnp.where(stop, jax.lax.stop_gradient(loss), loss)
+        loss = jnp.where(stop | frozen, jax.lax.stop_gradient(loss), loss)
         return loss, dict(aux, mask=mask, satisfied=satisfied, stagnated=stagnated, stop=stop)
     return fun

@@ -32,6 +32,17 @@ def read_rgb(path: pathlib.Path) -> np.ndarray:
         raise DatasetError(f'cannot read image {path}: {e}') from None
 
 
+def image_hw(path: pathlib.Path) -> tuple[int, int]:
+    """(H, W) of an image file as ``read_rgb`` returns it, from the header only."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            transposed = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)   # EXIF orientation swaps axes
+    except (OSError, UnidentifiedImageError) as e:
+        raise DatasetError(f'cannot read image {path}: {e}') from None
+    return (w, h) if transposed else (h, w)
+
+
 def grabcut_mask(path: pathlib.Path) -> np.ndarray:
     """GrabCut / Berkeley: OpenCV's channel 0 (blue), 128 -> -1 (ignore), >128 -> 1."""
     m = read_rgb(path)[..., 2].astype(np.int32)
@@ -75,6 +86,9 @@ class PairedFolders:
     def name(self, i: int) -> str:
         return self.images[i].name
 
+    def image_hw(self, i: int) -> tuple[int, int]:
+        return image_hw(self.images[i])
+
     def __getitem__(self, i: int) -> Sample:
         path = self.images[i]
         image, gt = read_rgb(path), self.read_mask(self.masks[_key(path)])
@@ -112,6 +126,9 @@ class SBDInstances:
     def name(self, i: int) -> str:
         n, inst = self.items[i]
         return f'{n}_{inst}'
+
+    def image_hw(self, i: int) -> tuple[int, int]:
+        return image_hw(self.root / 'img' / f'{self.items[i][0]}.jpg')
 
     def __getitem__(self, i: int) -> Sample:
         n, inst = self.items[i]

@@ -68,7 +68,7 @@ def evaluate_sample(predictor, image, gt, n_clicks: int, target_iou: float, pred
 class ResultsFile:
     """``<dataset>.jsonl``: one JSON line per finished sample (a torn last line is dropped)."""
 
-    def __init__(self, path: pathlib.Path):
+    def __init__(self, path: pathlib.Path, repair: bool = True):
         self.path = path
         self.records: list[dict] = []
         if path.exists():
@@ -78,7 +78,8 @@ class ResultsFile:
                     self.records.append(json.loads(line))
                 except json.JSONDecodeError:
                     break                      # interrupted while writing: redo that sample
-            path.write_text(''.join(json.dumps(r) + '\n' for r in self.records))
+            if repair:
+                path.write_text(''.join(json.dumps(r) + '\n' for r in self.records))
 
     def done(self) -> set[int]:
         return {r['index'] for r in self.records}

@@ -6,8 +6,7 @@ from typing import Optional, Union
 
 from ..brs.solvers import LBFGSSettings, get_backend
 from ..models.model import Model
-from .brs_predictor import INPUT_TAPS, BRSSettings, FeatureBRSPredictor, InputBRSPredictor
-from .predictor import Predictor
+from .predictor import INPUT_TAPS, BRSSettings, Predictor
 from .zoom_in import ZoomInParams
 
 MODES = ('NoBRS', 'RGB-BRS', 'DistMap-BRS', 'f-BRS-A', 'f-BRS-B', 'f-BRS-C')
@@ -26,14 +25,16 @@ def make_predictor(model: Model, mode: str, *, with_flip: bool = True,
                    reg_weight: float = 1e-3, reg_bias_weight: float = 10.0,
                    optimize_after_n_clicks: int = 1, maxfun: int = 20, maxiter: Optional[int] = None,
                    history: int = 20, pgtol: float = 1e-8, maxls: int = 20,
-                   backend: str = 'jaxopt') -> Predictor:
+                   backend: str = 'jaxopt', canvas: Optional[tuple[int, int]] = None) -> Predictor:
     """A predictor for ``mode`` (one of ``MODES``) with the reference evaluation settings.
 
     ``zoom_in``: ZoomInParams, a dict of ZoomInParams fields overriding the defaults (e.g.
     ``{'target_size': 600}`` for DAVIS) or None to disable; ``max_size``: LimitLongestSide;
     ``net_clicks_limit``: None = all clicks; L-BFGS: ``maxfun`` (every objective evaluation
     counts), ``maxiter`` (default 2*maxfun), ``history``, ``pgtol``, ``maxls``; ``backend``:
-    'jaxopt' (default), 'optax' or 'scipy' (exact reference replay on the host).
+    'jaxopt' (default), 'optax' or 'scipy' (exact reference replay on the host); ``canvas``:
+    the (H, W) full-image canvas of a run (every image must fit; default: per image, rounded
+    up to a multiple of 32) - one compiled program serves all images on one canvas.
     """
     if mode not in MODES:
         raise ValueError(f'unknown mode {mode!r}; choose one of {", ".join(MODES)}')
@@ -41,14 +42,14 @@ def make_predictor(model: Model, mode: str, *, with_flip: bool = True,
         zoom_in = dataclasses.replace(ZoomInParams(), **zoom_in)
     if net_clicks_limit is _DEFAULT:
         net_clicks_limit = default_clicks_limit(mode)
-    common = dict(with_flip=with_flip, zoom_in=zoom_in, max_size=max_size, net_clicks_limit=net_clicks_limit)
+    common = dict(with_flip=with_flip, zoom_in=zoom_in, max_size=max_size, net_clicks_limit=net_clicks_limit,
+                  canvas=canvas)
     if mode == 'NoBRS':
-        return Predictor(model, **common)
+        return Predictor(model, mode, **common)
     get_backend(backend)
     lbfgs = LBFGSSettings(maxfun=maxfun, maxiter=2 * maxfun if maxiter is None else maxiter,
                           history=history, pgtol=pgtol, maxls=maxls)
     brs = BRSSettings(prob_thresh=prob_thresh, min_iou_diff=min_iou_diff, reg_weight=reg_weight,
                       reg_bias_weight=reg_bias_weight, optimize_after_n_clicks=optimize_after_n_clicks,
                       lbfgs=lbfgs, backend=backend)
-    cls = InputBRSPredictor if mode in INPUT_TAPS else FeatureBRSPredictor
-    return cls(model, mode, brs=brs, **common)
+    return Predictor(model, mode, brs=brs, **common)

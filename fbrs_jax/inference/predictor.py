@@ -1,34 +1,76 @@
-"""The interactive predictor: ZoomIn, horizontal-flip TTA, clicks -> points, paste-back (SPEC §2).
+"""The interactive predictor: ZoomIn, LimitLongestSide, flip TTA and every BRS mode (SPEC §2-3).
 
 ``predict(clicks)`` takes the full ordered click list in original-image coordinates and
 returns (H, W) float32 probabilities at the original resolution, as the reference's
-``BasePredictor.get_prediction`` does.
+``BasePredictor.get_prediction`` does. The host decides what the reference decides (the
+zoom box, which variables reset, whether to optimise) and turns a click into a
+``StepInput``; the device runs ``step.click_step`` compiled once per ``StepSpec`` - per
+canvas size, not per image or crop shape.
 """
 from __future__ import annotations
 
-import functools
-from typing import Optional, Sequence
+import dataclasses
+import time
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 import jax
-import jax.numpy as jnp
 
+from ..brs.objective import PROB_THRESH, click_masks
+from ..brs.solvers import LBFGSSettings, get_backend
 from ..eval.clicker import Click
 from ..models.model import Model, normalize
-from ..models.ops import resize_ac
+from . import step as steps
 from .zoom_in import LimitLongestSide, ZoomIn, ZoomInParams, transform_clicks
 
+INPUT_TAPS = {'RGB-BRS': ('image', 3), 'DistMap-BRS': ('dist_maps', 2)}
+CANVAS_STEP = 32     # full-image canvases are rounded up to this (when none is given)
+CLICK_SLOTS = 20     # without a clicks limit, points are padded to a multiple of this
 
-def points_nd(click_lists: Sequence[Sequence[Click]], net_clicks_limit: Optional[int]) -> np.ndarray:
+
+@dataclasses.dataclass(frozen=True)
+class BRSSettings:
+    """The reference functor and optimiser defaults (SPEC 2.1)."""
+    prob_thresh: float = PROB_THRESH
+    min_iou_diff: float = 0.01
+    reg_weight: float = 1e-3
+    reg_bias_weight: float = 10.0
+    optimize_after_n_clicks: int = 1
+    lbfgs: LBFGSSettings = LBFGSSettings()
+    backend: str = 'jaxopt'
+
+
+@dataclasses.dataclass
+class SolveStats:
+    """What the last ``predict`` did: objective evaluations and L-BFGS iterations (0 when no
+    optimisation ran) and the lowest loss."""
+    num_evals: int = 0
+    num_iters: int = 0
+    loss: float = float('nan')
+
+
+class Plan(NamedTuple):
+    """A click turned into a program call (``inp.image`` left to the caller)."""
+    spec: steps.StepSpec
+    inp: steps.StepInput
+    recompute: bool
+    out_hw: tuple[int, int]     # the output extent; LimitLongestSide's inverse size
+    lls_hw: Optional[tuple[int, int]]
+
+
+def points_nd(click_lists: Sequence[Sequence[Click]], net_clicks_limit: Optional[int],
+              slots: Optional[int] = None) -> np.ndarray:
     """(lists, 2K, 2) points: K from the counts over the full lists, then the first
-    ``net_clicks_limit`` clicks of each list, positives then negatives, (-1, -1) padding."""
+    ``net_clicks_limit`` clicks of each list, positives then negatives, (-1, -1) padding.
+    ``slots`` pads K further (the same distance maps: padding points are ignored)."""
     pos = [sum(c.is_positive for c in cl) for cl in click_lists]
     neg = [len(cl) - p for cl, p in zip(click_lists, pos)]
     k = max(pos + neg)
     if net_clicks_limit is not None:
         k = min(net_clicks_limit, k)
     k = max(1, k)
-    out = np.full((len(click_lists), 2 * k, 2), -1.0, np.float64)
+    rows = k if slots is None else max(k, slots)
+    out = np.full((len(click_lists), 2 * rows, 2), -1.0, np.float64)
     for i, cl in enumerate(click_lists):
         cl = list(cl)[:net_clicks_limit]
         p = [(c.row, c.col) for c in cl if c.is_positive][:k]
@@ -36,7 +78,7 @@ def points_nd(click_lists: Sequence[Sequence[Click]], net_clicks_limit: Optional
         if p:
             out[i, :len(p)] = p
         if n:
-            out[i, k:k + len(n)] = n
+            out[i, rows:rows + len(n)] = n
     return out
 
 
@@ -44,75 +86,231 @@ def flip_clicks(clicks: Sequence[Click], width: int) -> list[Click]:
     return [Click(c.row, width - 1 - c.col, c.is_positive) for c in clicks]
 
 
-@functools.partial(jax.jit, static_argnames=('box', 'out_hw'))
-def crop_resize(image, box, out_hw):
-    """Crop an (H, W, C) image to the inclusive box and resize it (align corners) to ``out_hw``."""
-    rmin, rmax, cmin, cmax = box
-    return resize_ac(image[None, rmin:rmax + 1, cmin:cmax + 1], out_hw)[0]
+def round_up(hw, step: int = CANVAS_STEP) -> tuple[int, int]:
+    return tuple(-(-int(s) // step) * step for s in hw)
 
 
-@functools.partial(jax.jit, static_argnames=('box', 'full_hw'))
-def paste_back(probs, box, full_hw):
-    """Resize (h, w) probabilities to the box and paste them into zeros of the full size."""
-    rmin, rmax, cmin, cmax = box
-    roi = resize_ac(probs[None, :, :, None], (rmax - rmin + 1, cmax - cmin + 1))[0, :, :, 0]
-    return jnp.zeros(full_hw, probs.dtype).at[rmin:rmax + 1, cmin:cmax + 1].set(roi)
-
-
-def flip_merged_probs(logits, with_flip: bool):
-    """(B, h, w, 1) logits -> (h, w) probabilities; with flip the halves are averaged as
-    logits (the second un-flipped), then the sigmoid is applied (SPEC 2.4)."""
-    logits = logits[..., 0]
-    merged = 0.5 * (logits[0] + logits[1, :, ::-1]) if with_flip else logits[0]
-    return jax.nn.sigmoid(merged)
-
-
-def network_batch(image, with_flip: bool):
-    """[image, image flipped along W] with flip, else [image]."""
-    return jnp.stack([image, image[:, ::-1]]) if with_flip else image[None]
-
-
-@functools.partial(jax.jit, static_argnames=('module', 'with_flip'))
-def _nobrs_probs(module, variables, image, points, with_flip):
-    logits = module.apply(variables, network_batch(image, with_flip), points, stop='logits')['logits']
-    return flip_merged_probs(logits, with_flip)
+def _kind(mode: str) -> str:
+    return 'NoBRS' if mode == 'NoBRS' else 'input' if mode in INPUT_TAPS else 'feature'
 
 
 class Predictor:
-    """NoBRS predictor; the BRS modes override ``_net_probs`` and keep the transforms."""
+    """One predictor for every mode. Transforms and warm-start rules follow the reference:
 
-    def __init__(self, model: Model, *, with_flip: bool = True,
-                 zoom_in: Optional[ZoomInParams] = ZoomInParams(),
-                 max_size: Optional[int] = None,
-                 net_clicks_limit: Optional[int] = None):
+    * RGB-/DistMap-BRS optimise an input bias, reset to zeros whenever the network input
+      changes (a ZoomIn trigger) or its size differs - the reference crashes on the latter
+      (T13 path); resetting is our defined behaviour.
+    * f-BRS-A/B/C optimise a per-channel scale and bias at the mode's tap; the variables
+      persist across clicks and zoom changes; the cached tap input is recomputed when
+      #clicks <= the clicks limit, the network input changed, there is none, or (ours, where
+      the reference would mix sizes) the canvas changed.
+
+    ``canvas``: the full-image canvas (H, W) every image of a run is placed on (one compiled
+    program for all of them); default: each image's size rounded up to a multiple of 32.
+    """
+
+    def __init__(self, model: Model, mode: str = 'NoBRS', *, with_flip: bool = True,
+                 zoom_in: Optional[ZoomInParams] = ZoomInParams(), max_size: Optional[int] = None,
+                 net_clicks_limit: Optional[int] = None, brs: BRSSettings = BRSSettings(),
+                 canvas: Optional[tuple[int, int]] = None):
         self.model = model
+        self.mode = mode
+        self.kind = _kind(mode)
         self.with_flip = with_flip
         self.zoom = ZoomIn(zoom_in) if zoom_in is not None else None
         self.limit = LimitLongestSide(max_size) if max_size is not None else None
         self.net_clicks_limit = net_clicks_limit
+        self.brs = brs
+        self.canvas = None if canvas is None else (int(canvas[0]), int(canvas[1]))
+        self.backend = get_backend(brs.backend) if self.kind != 'NoBRS' else None
+        self.on_device = self.backend is None or self.backend.on_device
+        self.tap, self.channels = self._variables_layout()
         self.image = None
+        self.stats = SolveStats()
 
+    def _variables_layout(self):
+        if self.kind == 'NoBRS':
+            return None, 0
+        if self.kind == 'input':
+            return INPUT_TAPS[self.mode]
+        tap = self.model.arch.fbrs_taps[self.mode]
+        return tap, self.model.tap_channels(tap)
+
+    # -- public API ------------------------------------------------------------------------
     def set_image(self, image_uint8_hwc) -> None:
-        """New image: resets the zoom state (and, in BRS modes, the optimised variables)."""
-        self.image = jnp.asarray(normalize(image_uint8_hwc))
-        self.full_hw = tuple(self.image.shape[:2])
-        self._roi_image = None
+        """New image: resets the zoom state and the optimised variables."""
+        self.load_image(image_uint8_hwc)
+        self.image = jax.device_put(self.canvas_image[None])
+
+    def predict(self, clicks: Sequence[Click]) -> np.ndarray:
+        """(H, W) float32 probabilities for the full ordered click list."""
+        if self.image is None:
+            raise ValueError('call set_image() before predict()')
+        t_start = time.perf_counter()
+        plan = self.plan(clicks)
+        state = self._state(plan.spec)
+        t_device = time.perf_counter()
+        if self.on_device:
+            # the batched program with one lane: the same numbers as a batched evaluation
+            inp = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], plan.inp._replace(image=None))
+            inp = inp._replace(image=self.image)
+            probs, state, stats = steps.run_batch(plan.spec, None, self.model.variables, inp, state,
+                                                  np.asarray(plan.recompute), np.ones(1, bool))
+            probs, stats = np.asarray(probs)[0], steps.StepStats(*(np.asarray(s)[0] for s in stats))
+        else:
+            probs, state, stats = self._host_solve(plan, plan.inp._replace(image=self.canvas_image), state)
+        self._state_of = (plan.spec.net_canvas, state)
+        self.last_device_s = time.perf_counter() - t_device   # the program(s) and the result transfer
+        out = self.finish(plan, np.asarray(probs), stats)
+        self.last_wall_s = time.perf_counter() - t_start
+        return out
+
+    # -- host side, shared with the batched evaluator ---------------------------------------
+    def load_image(self, image_uint8_hwc) -> None:
+        """``set_image`` without the upload: ``canvas_image`` is the normalised image on its canvas."""
+        image = normalize(image_uint8_hwc)
+        self.full_hw = tuple(image.shape[:2])
+        self.full_canvas = self.canvas or round_up(self.full_hw)
+        if self.full_hw[0] > self.full_canvas[0] or self.full_hw[1] > self.full_canvas[1]:
+            raise ValueError(f'image {self.full_hw[0]}x{self.full_hw[1]} does not fit the '
+                             f'{self.full_canvas[0]}x{self.full_canvas[1]} canvas')
+        self.canvas_image = np.zeros((*self.full_canvas, 3), np.float32)
+        self.canvas_image[:image.shape[0], :image.shape[1]] = image
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the clicks of the current image (zoom state, variables, cached input)."""
         if self.zoom is not None:
             self.zoom.reset()
         if self.limit is not None:
             self.limit.reset()
+        self._last_net = None              # (canvas, extent) of the previous click
+        self._state_of = (None, None)      # (net canvas, StepState) of the previous click
+        self.stats = SolveStats()
 
-    def predict(self, clicks: Sequence[Click]) -> np.ndarray:
-        if self.image is None:
-            raise ValueError('call set_image() before predict()')
+    def _canvas_for(self, hw) -> tuple[int, int]:
+        """The smallest known canvas that holds an (h, w) image."""
+        known = [self.full_canvas]
+        if self.zoom is not None:
+            known.append((self.zoom.params.target_size,) * 2)
+        if self.limit is not None:
+            known.append((self.limit.max_size,) * 2)
+        fits = [c for c in known if c[0] >= hw[0] and c[1] >= hw[1]]
+        if not fits:
+            raise ValueError(f'no canvas holds a {hw[0]}x{hw[1]} image')
+        return min(fits, key=lambda c: c[0] * c[1])
+
+    def plan(self, clicks: Sequence[Click]) -> Plan:
+        """Validate the clicks, apply the forward transforms' decisions, and build the step."""
         clicks = [Click(*c) for c in clicks]
         self._validate(clicks)
-        image, net_clicks, image_changed = self._transform(clicks)
-        lists = [net_clicks]
-        if self.with_flip:
-            lists.append(flip_clicks(net_clicks, image.shape[1]))
-        probs = self._net_probs(image, lists, clicks, image_changed)
-        return self._inverse(probs)
+        crops, crop_boxes, crop_hw = [], [], []
+        hw, changed, net_clicks = self.full_hw, False, clicks
+        if self.zoom is not None:
+            zoomed, changed = self.zoom.decide(clicks)
+            if zoomed:
+                hw = self.zoom.roi_hw
+                crops.append(self._canvas_for(hw))
+                crop_boxes.append(self.zoom.roi)
+                crop_hw.append(hw)
+                net_clicks = transform_clicks(self.zoom.roi, hw, clicks)
+        if self.limit is not None and self.limit.decide(hw):
+            box, hw = self.limit.roi, self.limit.roi_hw
+            crops.append(self._canvas_for(hw))
+            crop_boxes.append(box)
+            crop_hw.append(hw)
+            net_clicks, changed = transform_clicks(box, hw, net_clicks), True
+        net_canvas = crops[-1] if crops else self.full_canvas
+        # inverse transforms: LimitLongestSide (to its previous output size, T13), then ZoomIn
+        pastes, paste_boxes, paste_hw, out_hw, lls_hw = [], [], [], hw, None
+        if self.limit is not None:
+            if self.limit.roi is not None:
+                box = self.limit.roi
+                out_hw = self.limit.prev_hw or (box[1] + 1, box[3] + 1)
+                pastes.append(self._canvas_for(out_hw))
+                paste_boxes.append(box)
+                paste_hw.append(out_hw)
+            lls_hw = out_hw
+        if self.zoom is not None and self.zoom.roi is not None:
+            pastes.append(self.full_canvas)
+            paste_boxes.append(self.zoom.roi)
+            paste_hw.append(self.full_hw)
+            out_hw = self.full_hw
+
+        lists = [net_clicks] + ([flip_clicks(net_clicks, hw[1])] if self.with_flip else [])
+        limit = self.net_clicks_limit
+        slots = limit if limit is not None else CLICK_SLOTS * -(-len(clicks) // CLICK_SLOTS)
+        points = points_nd(lists, limit, slots).astype(np.float32)
+        spec = self._spec(net_canvas, tuple(crops), tuple(pastes))
+        pos = neg = np.zeros((0,), np.float32)
+        optimize = reset = recompute = False
+        if self.kind != 'NoBRS':
+            pos, neg = click_masks(lists, hw, net_canvas)
+            optimize = len(clicks) > self.brs.optimize_after_n_clicks
+            same_input = self._last_net == (net_canvas, hw)
+            reset = changed or not same_input
+            recompute = (changed or limit is None or len(clicks) <= limit
+                         or self._last_net is None or self._last_net[0] != net_canvas)
+        self._last_net = (net_canvas, hw)
+        box_array = lambda b: np.asarray(b, np.int32).reshape(-1, 4)
+        hw_array = lambda h: np.asarray(h, np.int32).reshape(-1, 2)
+        inp = steps.StepInput(None, box_array(crop_boxes), hw_array(crop_hw), box_array(paste_boxes),
+                              hw_array(paste_hw), np.asarray(hw, np.int32), points, pos, neg,
+                              np.asarray(optimize), np.asarray(reset))
+        return Plan(spec, inp, recompute, out_hw, lls_hw)
+
+    def finish(self, plan: Plan, probs: np.ndarray, stats) -> np.ndarray:
+        """Keep what the transforms remember (previous probabilities, LimitLongestSide's size)
+        and the solve statistics; return the (H, W) probabilities."""
+        out = np.ascontiguousarray(probs[:plan.out_hw[0], :plan.out_hw[1]], np.float32)
+        if self.limit is not None:
+            self.limit.prev_hw = plan.lls_hw
+        if self.zoom is not None:
+            self.zoom.prev_probs = out
+        if self.kind != 'NoBRS':
+            optimized = bool(plan.inp.optimize)
+            self.stats = SolveStats(int(stats.num_evals) if optimized else 0,
+                                    int(stats.num_iters) if optimized else 0, float(stats.loss))
+        return out
+
+    def _spec(self, net_canvas, crops, pastes) -> steps.StepSpec:
+        b = self.brs
+        return steps.StepSpec(self.model.module, self.kind, self.with_flip, net_canvas, crops, pastes,
+                              self.tap, self.channels, b.prob_thresh, b.min_iou_diff, b.reg_weight,
+                              b.reg_bias_weight, self.backend if self.on_device else None, b.lbfgs)
+
+    def initial_state(self, spec: steps.StepSpec) -> steps.StepState:
+        """Zero variables and cache for a spec's canvas (NumPy)."""
+        slots = self.net_clicks_limit if self.net_clicks_limit is not None else CLICK_SLOTS
+        return steps.initial_state(spec, self.model.variables, (spec.batch, 2 * slots, 2))
+
+    def _state(self, spec: steps.StepSpec) -> steps.StepState:
+        canvas, state = self._state_of
+        if state is not None and canvas == spec.net_canvas:
+            return state
+        fresh = self.initial_state(spec)
+        if self.on_device:
+            fresh = jax.tree_util.tree_map(lambda a: a[None], fresh)
+        # f-BRS variables persist across canvases; input-BRS variables are reset on a new input
+        return fresh._replace(x=state.x) if state is not None and spec.kind == 'feature' else fresh
+
+    def _host_solve(self, plan: Plan, inp, state):
+        """The SciPy path: the network input as one program, L-BFGS-B on the host, the merge."""
+        spec, backend = plan.spec, self.backend
+        values, cache = steps.host_problem(spec, self.model.variables, inp, state.cache, plan.recompute)
+        args = steps.function_args(self.model.variables, values, inp)
+        x = state.x
+        if spec.kind == 'input' and bool(inp.reset):
+            x = np.zeros(spec.refine.size, np.float32)   # the reference restarts from float32 zeros
+        if bool(inp.optimize):
+            result = backend(spec.function, args, np.asarray(x), np.zeros((spec.batch, *spec.net_canvas, 1), bool),
+                             spec.lbfgs)
+            x, logits, stats = result.x, result.logits, steps.StepStats(result.num_evals, result.num_iters, result.loss)
+        else:
+            loss, aux = steps.host_evaluate(spec, args, np.asarray(x, np.float32))
+            logits, stats = aux['logits'], steps.StepStats(0, 0, loss)
+        probs = steps.host_merge(spec, logits, inp)
+        return probs, steps.StepState(x, cache), stats
 
     def _validate(self, clicks):
         if not clicks:
@@ -123,37 +321,3 @@ class Predictor:
                 raise ValueError(f'click {c} has a non-finite coordinate')
             if not (0 <= c.row < h and 0 <= c.col < w):
                 raise ValueError(f'click ({c.row}, {c.col}) lies outside the {h}x{w} image')
-
-    def _transform(self, clicks):
-        """ZoomIn, then LimitLongestSide: (network image, clicks in its frame, image_changed)."""
-        image, changed = self.image, False
-        if self.zoom is not None:
-            zoomed, changed = self.zoom.decide(clicks)
-            if zoomed:
-                if changed:
-                    self._roi_image = crop_resize(self.image, self.zoom.roi, self.zoom.roi_hw)
-                image = self._roi_image
-                clicks = transform_clicks(self.zoom.roi, self.zoom.roi_hw, clicks)
-        if self.limit is not None and self.limit.decide(image.shape[:2]):
-            box, hw = self.limit.roi, self.limit.roi_hw
-            image, clicks, changed = crop_resize(image, box, hw), transform_clicks(box, hw, clicks), True
-        return image, clicks, changed
-
-    def _net_probs(self, image, click_lists, clicks, image_changed):
-        points = jnp.asarray(points_nd(click_lists, self.net_clicks_limit), jnp.float32)
-        return _nobrs_probs(self.model.module, self.model.variables, image, points, self.with_flip)
-
-    def _inverse(self, probs) -> np.ndarray:
-        """LimitLongestSide inverse, then ZoomIn inverse: paste into the stored ROI (also a stale
-        one, T13) and keep the result as the previous prediction."""
-        if self.limit is not None and self.limit.roi is not None:
-            box = self.limit.roi
-            probs = paste_back(probs, box, self.limit.prev_hw or (box[1] + 1, box[3] + 1))
-        if self.limit is not None:
-            self.limit.prev_hw = tuple(probs.shape)
-        if self.zoom is not None and self.zoom.roi is not None:
-            probs = paste_back(probs, self.zoom.roi, self.full_hw)
-        out = np.asarray(probs, np.float32)
-        if self.zoom is not None:
-            self.zoom.prev_probs = out
-        return out

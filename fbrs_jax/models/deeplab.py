@@ -8,7 +8,7 @@ import flax.linen as nn
 
 from .is_model import INPUT_STAGES, ISModel
 from .layers import Conv2d, ConvBNReLU, SeparableConv, batch_norm, maybe_dropout
-from .ops import resize_ac
+from .canvas import resize_ac, spatial_mean
 from .resnet import BACKBONES
 from .taps import Stage
 
@@ -50,7 +50,7 @@ class _GapBranch(nn.Module):
 
     @nn.compact
     def __call__(self, x, train):
-        y = jnp.mean(x, axis=(1, 2), keepdims=True)
+        y = spatial_mean(x)
         y = Conv2d(self.ch, 1, precision=self.precision, name='1')(y)
         return nn.relu(batch_norm(train, '2')(y))
 

@@ -13,7 +13,7 @@ import flax.linen as nn
 
 from .is_model import INPUT_STAGES, ISModel
 from .layers import Conv2d, ConvBNReLU, batch_norm, maybe_dropout
-from .ops import resize_ac
+from .canvas import masked_logits, resize_ac, zero_invalid
 from .resnet import BasicBlock, Bottleneck, ResLayer
 from .taps import Stage
 
@@ -203,7 +203,8 @@ def spatial_gather(feats, aux_logits, precision='highest'):
     (B, H, W, C), (B, H, W, K) -> (B, K, 1, C), the NHWC form of torch's (B, C, K, 1).
     """
     b, h, w, c = feats.shape
-    probs = jax.nn.softmax(aux_logits.reshape(b, h * w, -1), axis=1)
+    probs = jax.nn.softmax(masked_logits(aux_logits).reshape(b, h * w, -1), axis=1)
+    feats = zero_invalid(feats)
     context = jnp.einsum('bpk,bpc->bkc', probs, feats.reshape(b, h * w, c), precision=precision)
     return context[:, :, None, :]
 

@@ -13,7 +13,8 @@ import flax.linen as nn
 
 from .arch import Arch
 from .layers import RGBConv
-from .ops import dist_maps, resize_ac
+from .canvas import resize_ac, valid_extent
+from .ops import dist_maps
 from .taps import Stage, run_stages
 
 INPUT_STAGES = (
@@ -34,11 +35,13 @@ class ISModel(nn.Module):
     @nn.compact
     def __call__(self, image=None, points=None, *, carry: Optional[Mapping[str, Any]] = None,
                  start: Optional[str] = None, edits: Optional[Mapping[str, Callable]] = None,
-                 stop: Optional[str] = None, train: bool = False) -> dict:
+                 stop: Optional[str] = None, train: bool = False, extent=None) -> dict:
         """Return every computed tap by name; ``logits`` is (B, H, W, 1) at input resolution.
 
         Either ``image`` (B, H, W, 3) normalised and ``points`` (B, 2K, 2) (row, col), or
-        ``carry`` (see ``taps.carry_names``) with ``start``.
+        ``carry`` (see ``taps.carry_names``, always with ``image``) with ``start``. With
+        ``extent`` = (h, w) (may be traced) the image is an (H, W) canvas holding an h x w
+        image at its top-left; the taps are then valid on the matching extents only (``canvas``).
         """
         rgb_conv = RGBConv(self.precision, name='rgb_conv')
         fns = {
@@ -48,4 +51,7 @@ class ISModel(nn.Module):
         }
         fns.update(self.network_fns(train))
         values = dict(carry) if carry is not None else {'image': image, 'points': points}
-        return run_stages(self.STAGES, fns, values, start=start, edits=edits, stop=stop)
+        if extent is None:
+            return run_stages(self.STAGES, fns, values, start=start, edits=edits, stop=stop)
+        with valid_extent(values['image'].shape[1:3], extent):
+            return run_stages(self.STAGES, fns, values, start=start, edits=edits, stop=stop)

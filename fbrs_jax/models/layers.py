@@ -2,7 +2,8 @@
 
 Every module is named after its PyTorch counterpart (``"0"``, ``"conv1"``, ``"bn1"`` ...), so a
 state-dict key ``a.b.0.weight`` lands at Flax path ``('a', 'b', '0', 'kernel'|'scale')``.
-Convolutions use explicit symmetric padding (SPEC §1.9) and the ``precision`` given by the
+Convolutions use explicit symmetric padding (SPEC §1.9), zero their input outside the valid
+extent when traced on a canvas (``canvas.py``), and use the ``precision`` given by the
 model (``'highest'`` by default: on GPUs the default would be TF32).
 """
 from __future__ import annotations
@@ -14,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 from jax import lax
+
+from .canvas import zero_invalid
 
 
 def xavier_gauss_magnitude2(key, shape, dtype=jnp.float32):
@@ -36,24 +39,31 @@ def _conv(x, kernel, stride, padding, dilation, groups, precision):
 def conv_stride1(x, kernel, padding, dilation, precision):
     """Stride-1 dense convolution whose input gradient is written as a forward convolution with
     the pre-flipped, in/out-swapped kernel. Same numbers as autodiff; XLA:CPU otherwise takes
-    a slow path (3.6-3.8x) for the transposed convolution inside ``lax.while_loop``."""
+    a slow path (3.6-3.8x) for the transposed convolution inside ``lax.while_loop``. The kernel
+    gradient is formed only when the kernel is differentiated (training, not BRS): under
+    ``vmap`` it would be a grouped convolution that the SPMD partitioner rejects."""
     return _conv(x, kernel, 1, padding, dilation, 1, precision)
 
 
 def _conv_stride1_fwd(x, kernel, padding, dilation, precision):
-    return conv_stride1(x, kernel, padding, dilation, precision), (x, kernel)
+    y = _conv(x.value, kernel.value, 1, padding, dilation, 1, precision)
+    return y, (x.value if kernel.perturbed else None, kernel.value)
 
 
 def _conv_stride1_bwd(padding, dilation, precision, residuals, g):
     x, kernel = residuals
+    if isinstance(g, jax.custom_derivatives.SymbolicZero):
+        return None, None
     k = kernel.shape[0]
     flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
     dx = _conv(g, flipped, 1, dilation * (k - 1) - padding, dilation, 1, precision)
+    if x is None:
+        return dx, None
     _, kernel_vjp = jax.vjp(lambda w: _conv(x, w, 1, padding, dilation, 1, precision), kernel)
     return dx, kernel_vjp(g)[0]
 
 
-conv_stride1.defvjp(_conv_stride1_fwd, _conv_stride1_bwd)
+conv_stride1.defvjp(_conv_stride1_fwd, _conv_stride1_bwd, symbolic_zeros=True)
 
 
 def depthwise3x3(x, kernel):
@@ -86,6 +96,8 @@ class Conv2d(nn.Module):
         k, p = self.kernel_size, self.padding
         kernel = self.param('kernel', xavier_gauss_magnitude2, (k, k, in_ch // self.groups, self.features))
         kernel = kernel.astype(x.dtype)
+        if k > 1:
+            x = zero_invalid(x)   # on a canvas, the neighbours outside the image are the zero padding
         if self.groups == in_ch == self.features and (k, self.stride, p, self.dilation) == (3, 1, 1, 1):
             y = depthwise3x3(x, kernel)
         elif self.groups == 1 and self.stride == 1 and k > 1:

@@ -66,6 +66,14 @@ class Model:
     def _logits(self):
         return jax.jit(lambda v, i, p: self.module.apply(v, i, p, stop='logits')['logits'])
 
+    @functools.lru_cache(maxsize=None)
+    def tap_channels(self, tap: str) -> int:
+        """Channels of a tap (traced on a small template, nothing computed)."""
+        image = jax.ShapeDtypeStruct((1, *TEMPLATE_HW, 3), jnp.float32)
+        points = jax.ShapeDtypeStruct((1, 2, 2), jnp.float32)
+        out = jax.eval_shape(lambda v, i, p: self.module.apply(v, i, p, stop=tap), self.variables, image, points)
+        return int(out[tap].shape[-1])
+
     def apply(self, *args, **kwargs):
         return self.module.apply(self.variables, *args, **kwargs)
 

@@ -1,48 +1,15 @@
-"""Parameter-free operations shared by every model: align-corners resize and distance maps.
+"""The click encoding (distance maps, SPEC §1.2); the align-corners resize lives in ``canvas``.
 
-All tensors are NHWC. Both functions follow the reference's float32 arithmetic (SPEC §1.2,
+All tensors are NHWC. The function follows the reference's float32 arithmetic (SPEC §1.2,
 §1.8) rather than the mathematically exact forms, because the difference is most of a
 1e-4 logit budget.
 """
 from __future__ import annotations
 
-import numpy as np
 import jax.numpy as jnp
 
 NORM_RADIUS = 260.0
 INVALID_D2 = 1e6
-
-
-def _ac_weights(n_in: int, n_out: int):
-    """Gather indices and lerp weights of torch's align_corners=True bilinear, in float32."""
-    k = np.arange(n_out, dtype=np.float32)
-    if n_out > 1:
-        scale = np.float32(n_in - 1) / np.float32(n_out - 1)
-    else:
-        scale = np.float32(0.0)
-    src = (scale * k).astype(np.float32)
-    i0 = np.minimum(np.floor(src).astype(np.int32), n_in - 1)
-    lam1 = np.clip(src - i0.astype(np.float32), 0.0, 1.0).astype(np.float32)
-    lam0 = (np.float32(1.0) - lam1).astype(np.float32)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    return i0, i1, lam0, lam1
-
-
-def resize_ac(x: jnp.ndarray, out_hw: tuple[int, int]) -> jnp.ndarray:
-    """Bilinear resize with align_corners=True semantics of an NHWC tensor (W first, then H)."""
-    h_in, w_in = x.shape[1], x.shape[2]
-    h_out, w_out = int(out_hw[0]), int(out_hw[1])
-    if (h_in, w_in) == (h_out, w_out):
-        return x
-    if w_in != w_out:
-        i0, i1, l0, l1 = _ac_weights(w_in, w_out)
-        x = (jnp.take(x, i0, axis=2) * l0[None, None, :, None].astype(x.dtype)
-             + jnp.take(x, i1, axis=2) * l1[None, None, :, None].astype(x.dtype))
-    if h_in != h_out:
-        i0, i1, l0, l1 = _ac_weights(h_in, h_out)
-        x = (jnp.take(x, i0, axis=1) * l0[None, :, None, None].astype(x.dtype)
-             + jnp.take(x, i1, axis=1) * l1[None, :, None, None].astype(x.dtype))
-    return x
 
 
 def dist_maps(points: jnp.ndarray, hw: tuple[int, int], norm_radius: float = NORM_RADIUS) -> jnp.ndarray:

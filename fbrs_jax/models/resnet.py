@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 import flax.linen as nn
 
+from .canvas import zero_invalid
 from .layers import Conv2d, batch_norm
 
 
@@ -118,7 +119,7 @@ class ResNet(nn.Module):
             else:
                 x = Conv2d(64, 7, 2, 3, precision=self.precision, name='conv1')(x)
             x = nn.relu(batch_norm(train, 'bn1')(x))
-            x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+            x = nn.max_pool(zero_invalid(x), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         planes, stride, dilation = [(64, 1, 1), (128, 2, 1), (256, 1, 2), (512, 1, 4)][stage - 1]
         return ResLayer(self.block_cls, planes, self.stage_sizes[stage - 1], stride, dilation,
                         self.precision, name=f'layer{stage}')(x, train)

@@ -1,0 +1,143 @@
+"""``fbrs-jax benchmark``: per-click latency of each mode on a fixed scene, warm.
+
+The scene is deterministic (a textured background with an elliptical object; ``scene``), the
+clicks come from the reference clicker in closed loop and never stop early, so every mode
+makes exactly ``clicks`` clicks. A first pass compiles (its compilations and seconds are
+reported apart); ``repeats`` warm passes are timed: end-to-end wall time of ``predict`` and
+the device part (the compiled step and the result transfer), median and p90 over all clicks,
+objective evaluations per click, peak device memory (where the backend reports it) and the
+process's peak resident memory. With ``batch`` > 1 the batched evaluator runs ``batch``
+copies of the scene at once and the time per batched step is reported.
+"""
+from __future__ import annotations
+
+import resource
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+import jax
+
+from ..data.readers import Sample
+from ..inference.factory import make_predictor
+from .clicker import Clicker
+from .metrics import iou
+from .runinfo import CompileCounter, environment
+
+
+def scene(h: int, w: int, seed: int = 0) -> Sample:
+    """A deterministic (h, w) RGB scene with one elliptical object and its mask."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+    background = 90 + 40 * np.sin(rows / 17.0)[..., None] * np.cos(cols / 23.0)[..., None] * np.array([1.0, 0.6, 0.3])
+    inside = ((rows - 0.55 * h) / (0.28 * h)) ** 2 + ((cols - 0.45 * w) / (0.22 * w)) ** 2 <= 1.0
+    image = background + rng.normal(0, 12, (h, w, 3))
+    image[inside] = np.array([170.0, 60.0, 50.0]) + rng.normal(0, 12, (int(inside.sum()), 3))
+    return Sample(f'scene_{h}x{w}', np.clip(image, 0, 255).astype(np.uint8), inside.astype(np.int32))
+
+
+def _percentiles(xs: Sequence[float]) -> dict:
+    xs = np.asarray(xs, np.float64)
+    return {'median': float(np.median(xs)), 'p90': float(np.percentile(xs, 90)), 'mean': float(xs.mean()),
+            'n': int(xs.size)}
+
+
+def _peak_device_bytes() -> Optional[int]:
+    stats = jax.local_devices()[0].memory_stats()
+    return int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
+
+
+def _closed_loop(predictor, sample: Sample, clicks: int) -> list[dict]:
+    clicker, pred = Clicker(sample.gt), np.zeros(sample.gt.shape, bool)
+    predictor.set_image(sample.image)
+    rows, history = [], []
+    for _ in range(clicks):
+        history.append(clicker.make_next_click(pred))
+        probs = predictor.predict(history)
+        pred = probs > 0.49
+        rows.append({'wall_s': predictor.last_wall_s, 'device_s': predictor.last_device_s,
+                     'evals': predictor.stats.num_evals, 'iou': float(iou(sample.gt, pred))})
+    return rows
+
+
+def benchmark_mode(model, mode: str, sample: Sample, clicks: int, repeats: int, batch: int = 1,
+                   **predictor_kwargs) -> dict:
+    """Compile pass, then ``repeats`` timed passes of ``clicks`` closed-loop clicks."""
+    new = lambda: make_predictor(model, mode, **predictor_kwargs)
+    counter = CompileCounter()
+    t0 = time.perf_counter()
+    if batch == 1:
+        run = lambda: _closed_loop(new(), sample, clicks)
+    else:
+        from .batched import BatchedEvaluator
+        evaluator = BatchedEvaluator(new, batch)
+        run = lambda: evaluator.evaluate([sample] * batch, clicks, 2.0, 0.49)
+    run()
+    compile_pass_s = time.perf_counter() - t0
+    compiled = counter.read()
+    passes = [run() for _ in range(repeats)]
+    after = counter.read()
+    out = {'mode': mode, 'clicks': clicks, 'repeats': repeats, 'batch': batch,
+           'compilations': compiled['compilations'], 'compile_s': compiled['compile_s'],
+           'compile_cache_hits': compiled['cache_hits'], 'first_pass_s': compile_pass_s,
+           'compilations_while_timed': after['compilations'] - compiled['compilations']}
+    if batch == 1:
+        rows = [r for p in passes for r in p]
+        optimised = [r['evals'] for p in passes for r in p[1:]]
+        out.update(wall_s=_percentiles([r['wall_s'] for r in rows]),
+                   device_s=_percentiles([r['device_s'] for r in rows]),
+                   wall_s_after_first_click=_percentiles([r['wall_s'] for p in passes for r in p[1:]]),
+                   evals_per_optimised_click=float(np.mean(optimised)) if optimised else 0.0,
+                   evals=[r['evals'] for r in passes[0]], ious=[round(r['iou'], 4) for r in passes[0]])
+    else:
+        steps = [s for p in passes for s in p[0]['seconds']]
+        out.update(step_s=_percentiles(steps), sample_click_s=_percentiles(np.asarray(steps) / batch),
+                   evals=passes[0][0]['evals'], ious=[round(v, 4) for v in passes[0][0]['ious']],
+                   lanes_identical=all(r['clicks'] == passes[0][0]['clicks'] for r in passes[0]))
+    out['peak_device_bytes'] = _peak_device_bytes()
+    out['peak_host_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def run_benchmark(model, checkpoint: str, modes: Sequence[str], size: tuple[int, int], clicks: int,
+                  repeats: int, batch: int, precision: str, with_flip: bool = True,
+                  zoom_target: Optional[int] = 400, backend: str = 'jaxopt') -> dict:
+    """Every mode on one scene; the result dictionary written as the benchmark JSON."""
+    sample = scene(*size)
+    kwargs = dict(with_flip=with_flip, zoom_in={'target_size': zoom_target} if zoom_target else None)
+    results = {}
+    for mode in modes:
+        mode_kwargs = dict(kwargs, **({} if mode == 'NoBRS' else {'backend': backend}))
+        results[mode] = benchmark_mode(model, mode, sample, clicks, repeats, batch, **mode_kwargs)
+    return {'benchmark': 'click_latency', 'checkpoint': checkpoint, 'arch': model.arch.name,
+            'checkpoint_sha256': model.source.get('sha256'),
+            'settings': {'size_hw': list(size), 'clicks': clicks, 'repeats': repeats, 'batch': batch,
+                         'precision': precision, 'with_flip': with_flip, 'zoom_in_target': zoom_target,
+                         'backend': backend, 'scene': sample.name},
+            'environment': environment(), 'modes': results}
+
+
+def markdown_table(result: dict) -> str:
+    """One row per mode: compile, warm wall/device latency (median, p90), evaluations, memory."""
+    s, env = result['settings'], result['environment']
+    lines = [f"{result['arch']} on {env['device']} ({env['backend']}), {s['size_hw'][0]}x{s['size_hw'][1]} scene, "
+             f"{s['clicks']} clicks x {s['repeats']} repeats, batch {s['batch']}, precision {s['precision']}, "
+             f"flip {s['with_flip']}, zoom-in {s['zoom_in_target']}", '']
+    if s['batch'] == 1:
+        lines += ['| mode | compile s (programs) | wall ms median | wall ms p90 | device ms median | device ms p90 '
+                  '| evals / optimised click | peak device MB | peak host MB |',
+                  '|---|---|---|---|---|---|---|---|---|']
+        for m, r in result['modes'].items():
+            mem = '-' if r['peak_device_bytes'] is None else f"{r['peak_device_bytes'] / 2**20:.0f}"
+            lines.append(f"| {m} | {r['compile_s']:.1f} ({r['compilations']}) | {1e3 * r['wall_s']['median']:.1f} "
+                         f"| {1e3 * r['wall_s']['p90']:.1f} | {1e3 * r['device_s']['median']:.1f} "
+                         f"| {1e3 * r['device_s']['p90']:.1f} | {r['evals_per_optimised_click']:.1f} | {mem} "
+                         f"| {r['peak_host_rss_mb']:.0f} |")
+    else:
+        lines += ['| mode | compile s (programs) | step ms median | step ms p90 | ms per sample-click | peak device MB |',
+                  '|---|---|---|---|---|---|']
+        for m, r in result['modes'].items():
+            mem = '-' if r['peak_device_bytes'] is None else f"{r['peak_device_bytes'] / 2**20:.0f}"
+            lines.append(f"| {m} | {r['compile_s']:.1f} ({r['compilations']}) | {1e3 * r['step_s']['median']:.1f} "
+                         f"| {1e3 * r['step_s']['p90']:.1f} | {1e3 * r['sample_click_s']['median']:.1f} | {mem} |")
+    return '\n'.join(lines)

@@ -1,0 +1,122 @@
+"""``fbrs-jax evaluate``: datasets -> per-sample JSONL, summary JSON, table and plot.
+
+Every image of a dataset is placed on one canvas (the largest image, rounded up to a multiple
+of 8), so the whole dataset runs on a handful of compiled programs (the summary reports how
+many). ``batch`` > 1 evaluates that many samples at once (``batched.BatchedEvaluator``,
+sharded over the local devices); with ``distributed`` the process joins ``jax.distributed``
+and evaluates every ``process_count``-th batch, writing its own ``<dataset>.p<k>.jsonl``;
+process 0 writes the summary once all processes are done. Results are written per sample, so
+an interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+from typing import Optional
+
+from ..inference.factory import make_predictor
+from ..inference.predictor import round_up
+from .evaluate import (EvalSettings, ResultsFile, dataset_summary, evaluate_sample, format_table,
+                       plot_curves, zoom_target)
+from .runinfo import CompileCounter, environment
+
+
+def dataset_canvas(reader, n: int) -> tuple[int, int]:
+    """The full-image canvas of a dataset: the largest height and width, rounded up to 8."""
+    sizes = [reader.image_hw(i) for i in range(n)]
+    return round_up((max(h for h, _ in sizes), max(w for _, w in sizes)), 8)
+
+
+def _predictor_factory(model, settings: EvalSettings, dataset: str, canvas):
+    limit = settings.clicks_limit
+    kwargs = {} if limit is None else {'net_clicks_limit': None if limit == -1 else limit}
+    zoom = {'target_size': zoom_target(dataset)} if settings.zoom_in else None
+    return lambda: make_predictor(model, settings.mode, with_flip=settings.with_flip, backend=settings.backend,
+                                  prob_thresh=settings.pred_thr, zoom_in=zoom, canvas=canvas, **kwargs)
+
+
+class _Shards:
+    """A dataset's results: this process's JSONL file, and every process's records."""
+
+    def __init__(self, out: pathlib.Path, dataset: str, process: int, processes: int):
+        self.files = ([out / f'{dataset}.jsonl'] if processes == 1
+                      else [out / f'{dataset}.p{k}.jsonl' for k in range(processes)])
+        self.mine = ResultsFile(self.files[process if processes > 1 else 0])
+
+    def records(self) -> list[dict]:
+        out = []
+        for f in self.files:
+            out.extend(self.mine.records if f == self.mine.path else ResultsFile(f, repair=False).records)
+        return sorted(out, key=lambda r: r['index'])
+
+
+def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict, out: pathlib.Path, *,
+                   batch: int = 1, distributed: bool = False, quiet: bool = False) -> dict:
+    """Evaluate ``readers`` ({name: reader}); returns the summary (also written to ``out``)."""
+    import jax
+    from tqdm import tqdm
+
+    process, processes = (jax.process_index(), jax.process_count()) if distributed else (0, 1)
+    counter = CompileCounter()
+    run = {'checkpoint': checkpoint, 'checkpoint_sha256': model.source.get('sha256'),
+           'arch': model.arch.name, 'settings': dataclasses.asdict(settings)}
+    out.mkdir(parents=True, exist_ok=True)
+    run_file = out / 'run.json'
+    if run_file.exists():
+        previous = json.loads(run_file.read_text())
+        if {k: previous.get(k) for k in run} != run:
+            raise ValueError(f'{out} holds results of a different run (see {run_file}); choose another --out')
+    if process == 0:
+        run_file.write_text(json.dumps(run, indent=1))
+
+    sizes = {name: len(r) if settings.max_samples is None else min(len(r), settings.max_samples)
+             for name, r in readers.items()}
+    canvases, t_start = {}, time.perf_counter()
+    for name, reader in readers.items():
+        n = sizes[name]
+        canvases[name] = dataset_canvas(reader, n)
+        new_predictor = _predictor_factory(model, settings, name, canvases[name])
+        shards = _Shards(out, name, process, processes)
+        done = {r['index'] for r in shards.records()}
+        chunks = [list(range(i, min(i + batch, n))) for i in range(0, n, batch)][process::processes]
+        todo = [c for c in ([i for i in chunk if i not in done] for chunk in chunks) if c]
+        bar = tqdm(total=sum(map(len, chunks)), initial=sum(map(len, chunks)) - sum(map(len, todo)),
+                   desc=f'{name} {settings.mode}', unit='sample', disable=quiet)
+        evaluator = None
+        if batch > 1:
+            from .batched import BatchedEvaluator
+            evaluator = BatchedEvaluator(new_predictor, batch)
+        predictor = new_predictor() if evaluator is None else None
+        for chunk in todo:
+            t0 = time.perf_counter()
+            samples = [reader[i] for i in chunk]
+            if evaluator is None:
+                records = [evaluate_sample(predictor, s.image, s.gt, settings.n_clicks, settings.target_iou,
+                                           settings.pred_thr) for s in samples]
+            else:
+                records = evaluator.evaluate(samples, settings.n_clicks, settings.target_iou, settings.pred_thr)
+            wall = (time.perf_counter() - t0) / len(chunk)
+            for i, s, record in zip(chunk, samples, records):
+                record.update(index=i, name=s.name, wall_s=wall)
+                shards.mine.append(record)
+                bar.update(1)
+                bar.set_postfix(clicks=len(record['ious']), iou=f"{record['ious'][-1]:.3f}")
+        bar.close()
+
+    if processes > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices('fbrs_jax evaluate done')
+        if process != 0:
+            return {}
+    summaries = {name: dataset_summary([r for r in _Shards(out, name, 0, processes).records() if r['index'] < n],
+                                       settings.n_clicks) for name, n in sizes.items()}
+    print(format_table(settings.mode, summaries))
+    summary = {**run, 'environment': environment(), 'batch': batch, 'processes': processes,
+               'canvases': {k: list(v) for k, v in canvases.items()},
+               'compilation': counter.read(), 'session_s': time.perf_counter() - t_start, 'datasets': summaries}
+    (out / 'summary.json').write_text(json.dumps(summary, indent=1))
+    plot_curves(out / 'iou_vs_clicks.png', settings.mode, summaries)
+    print(f'results in {out}/ (summary.json, iou_vs_clicks.png, <dataset>.jsonl)')
+    return summary

@@ -1,0 +1,94 @@
+"""Batched, sharded evaluation equals sequential evaluation, sample for sample; a dataset runs on a
+handful of compiled programs whatever its image and crop shapes.
+
+The batched check runs in a subprocess with four host devices
+(``XLA_FLAGS=--xla_force_host_platform_device_count=4``, which must be set before JAX starts):
+five samples of five sizes on one canvas, ZoomIn crops of varying shape, batch 4 (one lane
+per device) - clicks, IoUs and objective evaluations must be identical to one predictor
+evaluating the samples one after another.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import R34_PTH, REPO, SHARED, requires_shared
+
+pytestmark = requires_shared
+MODES = ('RGB-BRS', 'f-BRS-B')
+
+
+def samples():
+    from fbrs_jax.data.readers import Sample
+    rng = np.random.default_rng(0)
+    out = []
+    for k, (h, w) in enumerate([(48, 64), (64, 40), (56, 56), (40, 44), (60, 50)]):
+        image = rng.integers(0, 255, (h, w, 3), np.uint8)
+        gt = np.zeros((h, w), np.int32)
+        gt[h // 4:3 * h // 4, w // 5:w // 2 + k] = 1
+        image[gt == 1] //= 3
+        out.append(Sample(str(k), image, gt))
+    return out
+
+
+def _compare(mode: str) -> dict:
+    """Sequential vs batched records of one mode (run inside the 4-device subprocess)."""
+    import jax
+    import fbrs_jax
+    from fbrs_jax.eval.batched import BatchedEvaluator
+    from fbrs_jax.eval.evaluate import evaluate_sample
+    assert jax.local_device_count() == 4
+    model = fbrs_jax.load_model(R34_PTH)
+    new = lambda: fbrs_jax.make_predictor(model, mode, zoom_in={'target_size': 64, 'min_crop_size': 16},
+                                          canvas=(64, 64))
+    data = samples()
+    sequential = [evaluate_sample(new(), s.image, s.gt, 4, 0.99, 0.49) for s in data]
+    evaluator = BatchedEvaluator(new, 4)
+    batched = evaluator.evaluate(data[:4], 4, 0.99, 0.49) + evaluator.evaluate(data[4:], 4, 0.99, 0.49)
+    keys = ('clicks', 'ious', 'evals')
+    return {'sequential': [{k: r[k] for k in keys} for r in sequential],
+            'batched': [{k: r[k] for k in keys} for r in batched]}
+
+
+def test_batched_sharded_evaluation_equals_sequential():
+    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', FBRS_SHARED=str(SHARED))
+    code = (f'import sys, json; sys.path.insert(0, {str(REPO / "tests")!r}); import conftest, test_batched; '
+            f'print(json.dumps({{m: test_batched._compare(m) for m in {MODES!r}}}))')
+    proc = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for mode, r in result.items():
+        assert r['batched'] == r['sequential'], mode
+        assert any(len(s['clicks']) > 1 for s in r['sequential'])
+        if mode != 'NoBRS':
+            assert any(e > 0 for s in r['sequential'] for e in s['evals']), mode
+
+
+@pytest.mark.parametrize('mode', ['NoBRS', 'f-BRS-B'])
+def test_dataset_evaluation_compiles_a_handful_of_programs(tmp_path, mode):
+    """Three real GrabCut images of three sizes (linked into a GrabCut-layout folder), three
+    clicks each (ZoomIn crops of other shapes every click): at most 4 programs (compiled, or
+    loaded from the persistent cache), as for a whole dataset."""
+    from fbrs_jax.cli import main
+    from fbrs_jax.data.readers import open_dataset
+    src = SHARED / 'data' / 'GrabCut'
+    root = tmp_path / 'data' / 'GrabCut'
+    for sub in ('data_GT', 'boundary_GT'):
+        (root / sub).mkdir(parents=True)
+    for image in ('106024.jpg', '181079.jpg', 'bush.jpg'):
+        (root / 'data_GT' / image).symlink_to(src / 'data_GT' / image)
+        mask = image.split('.')[0] + '.bmp'
+        (root / 'boundary_GT' / mask).symlink_to(src / 'boundary_GT' / mask)
+    reader = open_dataset('GrabCut', tmp_path / 'data')
+    assert len({reader.image_hw(i) for i in range(3)}) == 3
+    out = tmp_path / 'run'
+    assert main(['evaluate', '--checkpoint', str(R34_PTH), '--mode', mode, '--datasets', 'GrabCut',
+                 '--data-root', str(tmp_path / 'data'), '--n-clicks', '3', '--out', str(out), '--quiet']) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    c = summary['compilation']
+    assert c['compilations'] + c['cache_hits'] <= 4, c
+    assert summary['canvases']['GrabCut'] == [600, 488]
+    assert summary['datasets']['GrabCut']['clicks'] >= 6
