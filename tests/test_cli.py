@@ -59,3 +59,18 @@ def test_evaluate_writes_table_json_plot_and_resumes(tmp_path, capsys):
     assert _evaluate(tmp_path / 'nowhere', tmp_path / 'run2') == 1
     err = capsys.readouterr().err.splitlines()
     assert 'different run' in err[0] and 'dataset folder not found' in err[1] and len(err) == 2
+
+
+@requires_shared
+def test_benchmark_writes_json_and_table(tmp_path, capsys):
+    import json
+    out = tmp_path / 'bench'
+    assert main(['benchmark', '--checkpoint', str(R34_PTH), '--modes', 'NoBRS', '--size', '48x64', '--clicks', '3',
+                 '--repeats', '1', '--zoom-target', '64', '--out', str(out)]) == 0
+    result = json.loads(out.with_suffix('.json').read_text())
+    r = result['modes']['NoBRS']
+    assert result['settings']['size_hw'] == [48, 64] and result['environment']['packages']['jaxopt']
+    assert r['wall_s']['n'] == 3 and 0 < r['device_s']['median'] <= r['wall_s']['median']
+    assert r['compilations'] + r['compile_cache_hits'] >= 1 and r['compilations_while_timed'] == 0
+    assert '| NoBRS |' in out.with_suffix('.md').read_text() and '| NoBRS |' in capsys.readouterr().out
+    assert main(['benchmark', '--checkpoint', str(R34_PTH), '--modes', 'f-BRS-Z']) == 1

@@ -5,8 +5,8 @@ clicks come from the reference clicker in closed loop and never stop early, so e
 makes exactly ``clicks`` clicks. A first pass compiles (its compilations and seconds are
 reported apart); ``repeats`` warm passes are timed: end-to-end wall time of ``predict`` and
 the device part (the compiled step and the result transfer), median and p90 over all clicks,
-objective evaluations per click, peak device memory (where the backend reports it) and the
-process's peak resident memory. With ``batch`` > 1 the batched evaluator runs ``batch``
+objective evaluations per click, the network input sizes and how much of their canvas they
+fill, peak device memory (where the backend reports it) and the process's peak resident memory. With ``batch`` > 1 the batched evaluator runs ``batch``
 copies of the scene at once and the time per batched step is reported.
 """
 from __future__ import annotations
@@ -55,8 +55,10 @@ def _closed_loop(predictor, sample: Sample, clicks: int) -> list[dict]:
         history.append(clicker.make_next_click(pred))
         probs = predictor.predict(history)
         pred = probs > 0.49
+        (h, w), (ch, cw) = predictor.last_net
         rows.append({'wall_s': predictor.last_wall_s, 'device_s': predictor.last_device_s,
-                     'evals': predictor.stats.num_evals, 'iou': float(iou(sample.gt, pred))})
+                     'evals': predictor.stats.num_evals, 'iou': float(iou(sample.gt, pred)),
+                     'net_hw': [h, w], 'canvas_fill': h * w / (ch * cw)})
     return rows
 
 
@@ -88,7 +90,10 @@ def benchmark_mode(model, mode: str, sample: Sample, clicks: int, repeats: int, 
                    device_s=_percentiles([r['device_s'] for r in rows]),
                    wall_s_after_first_click=_percentiles([r['wall_s'] for p in passes for r in p[1:]]),
                    evals_per_optimised_click=float(np.mean(optimised)) if optimised else 0.0,
-                   evals=[r['evals'] for r in passes[0]], ious=[round(r['iou'], 4) for r in passes[0]])
+                   evals=[r['evals'] for r in passes[0]], ious=[round(r['iou'], 4) for r in passes[0]],
+                   net_hw=[r['net_hw'] for r in passes[0]],
+                   canvas_fill=float(np.mean([r['canvas_fill'] for r in rows])),
+                   wall_s_per_click=[r['wall_s'] for r in rows])
     else:
         steps = [s for p in passes for s in p[0]['seconds']]
         out.update(step_s=_percentiles(steps), sample_click_s=_percentiles(np.asarray(steps) / batch),

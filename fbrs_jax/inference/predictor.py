@@ -161,6 +161,7 @@ class Predictor:
             probs, state, stats = self._host_solve(plan, plan.inp._replace(image=self.canvas_image), state)
         self._state_of = (plan.spec.net_canvas, state)
         self.last_device_s = time.perf_counter() - t_device   # the program(s) and the result transfer
+        self.last_net = (tuple(int(v) for v in plan.inp.net_extent), plan.spec.net_canvas)
         out = self.finish(plan, np.asarray(probs), stats)
         self.last_wall_s = time.perf_counter() - t_start
         return out
