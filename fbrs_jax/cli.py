@@ -48,7 +48,7 @@ def _cmd_evaluate(args) -> int:
     readers = {d: open_dataset(d, args.data_root) for d in datasets}     # fail early on a bad folder
     if args.distributed:
         import jax
-        jax.distributed.initialize()
+        jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     _enable_compilation_cache()
     model = load_model(args.checkpoint)
     out = pathlib.Path(args.out or f'runs/evaluate/{model.arch.name}_{args.mode}')
@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help='samples evaluated at once, split over the local devices (a multiple of their number)')
     e.add_argument('--distributed', action='store_true',
                    help='join jax.distributed (multi-host); each process evaluates its share of the batches')
+    e.add_argument('--coordinator', default=None,
+                   help='with --distributed: host:port of process 0 (default: detected from the cluster)')
+    e.add_argument('--num-processes', type=int, default=None, help='with --distributed (default: detected)')
+    e.add_argument('--process-id', type=int, default=None, help='with --distributed (default: detected)')
     e.add_argument('--quiet', action='store_true', help='no progress bar')
     e.set_defaults(func=_cmd_evaluate)
 

@@ -74,3 +74,38 @@ def test_benchmark_writes_json_and_table(tmp_path, capsys):
     assert r['compilations'] + r['compile_cache_hits'] >= 1 and r['compilations_while_timed'] == 0
     assert '| NoBRS |' in out.with_suffix('.md').read_text() and '| NoBRS |' in capsys.readouterr().out
     assert main(['benchmark', '--checkpoint', str(R34_PTH), '--modes', 'f-BRS-Z']) == 1
+
+
+@requires_shared
+def test_distributed_evaluation_splits_samples_over_processes(tmp_path):
+    """Two processes joined by jax.distributed on this machine: each evaluates its share, both
+    shard files together equal a single-process run, and process 0 writes the summary."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    from conftest import REPO, make_grabcut
+    make_grabcut(tmp_path / 'data' / 'GrabCut')
+    with socket.socket() as s:
+        s.bind(('localhost', 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, FBRS_JAX_CACHE=str(REPO / '.jax_cache'))
+    args = lambda out: [sys.executable, '-m', 'fbrs_jax.cli', 'evaluate', '--checkpoint', str(R34_PTH), '--mode',
+                        'NoBRS', '--datasets', 'GrabCut', '--data-root', str(tmp_path / 'data'), '--n-clicks', '2',
+                        '--out', str(out), '--quiet']
+    dist = lambda k: args(tmp_path / 'dist') + ['--distributed', '--coordinator', f'localhost:{port}',
+                                                '--num-processes', '2', '--process-id', str(k)]
+    procs = [subprocess.Popen(dist(k), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k in (0, 1)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outputs]
+    assert subprocess.run(args(tmp_path / 'single'), env=env, capture_output=True).returncode == 0
+    read = lambda f: [json.loads(x) for x in f.read_text().splitlines()]
+    shards = [read(tmp_path / 'dist' / f'GrabCut.p{k}.jsonl') for k in (0, 1)]
+    assert [[r['index'] for r in s] for s in shards] == [[0], [1]]
+    single = read(tmp_path / 'single' / 'GrabCut.jsonl')
+    assert [(r['clicks'], r['ious']) for r in shards[0] + shards[1]] == [(r['clicks'], r['ious']) for r in single]
+    summary = json.loads((tmp_path / 'dist' / 'summary.json').read_text())
+    assert summary['processes'] == 2 and summary['datasets']['GrabCut']['samples'] == 2
+    assert '| NoBRS' in outputs[0][0] and '| NoBRS' not in outputs[1][0]

@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, R34_PTH, SHARED, requires_shared
+from conftest import FIXTURES, SHARED, requires_shared
 from fbrs_jax import CheckpointError, load_model
 from fbrs_jax.convert.pth import read_state_dict
 from fbrs_jax.convert.state_dict import detect_arch, variables_from_state_dict

@@ -4,7 +4,6 @@ Tolerance: max |ours - ref| <= 1e-4 * max |ref| per tensor (float32; torch folds
 and sums convolutions in another order, so bit-exactness is not reachable, SPEC appendix).
 """
 import numpy as np
-import pytest
 import jax
 
 from conftest import REFERENCE, nhwc, requires_shared

@@ -14,7 +14,6 @@ import dataclasses
 import json
 import pathlib
 import time
-from typing import Optional
 
 from ..inference.factory import make_predictor
 from ..inference.predictor import round_up

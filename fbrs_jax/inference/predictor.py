@@ -283,7 +283,7 @@ class Predictor:
     def initial_state(self, spec: steps.StepSpec) -> steps.StepState:
         """Zero variables and cache for a spec's canvas (NumPy)."""
         slots = self.net_clicks_limit if self.net_clicks_limit is not None else CLICK_SLOTS
-        return steps.initial_state(spec, self.model.variables, (spec.batch, 2 * slots, 2))
+        return steps.initial_state(spec, self.model.variables, (spec.images, 2 * slots, 2))
 
     def _state(self, spec: steps.StepSpec) -> steps.StepState:
         canvas, state = self._state_of
@@ -304,7 +304,7 @@ class Predictor:
         if spec.kind == 'input' and bool(inp.reset):
             x = np.zeros(spec.refine.size, np.float32)   # the reference restarts from float32 zeros
         if bool(inp.optimize):
-            result = backend(spec.function, args, np.asarray(x), np.zeros((spec.batch, *spec.net_canvas, 1), bool),
+            result = backend(spec.function, args, np.asarray(x), np.zeros((spec.images, *spec.net_canvas, 1), bool),
                              spec.lbfgs)
             x, logits, stats = result.x, result.logits, steps.StepStats(result.num_evals, result.num_iters, result.loss)
         else:

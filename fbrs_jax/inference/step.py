@@ -47,7 +47,8 @@ class StepSpec:
     lbfgs: LBFGSSettings = LBFGSSettings()
 
     @property
-    def batch(self) -> int:
+    def images(self) -> int:
+        """Images per click: the image and its mirror with flip TTA."""
         return 2 if self.with_flip else 1
 
     @property
@@ -138,7 +139,7 @@ def function_args(variables, values, inp: StepInput):
 
 
 def no_mask(spec: StepSpec):
-    return jnp.zeros((spec.batch, *spec.net_canvas, 1), bool)
+    return jnp.zeros((spec.images, *spec.net_canvas, 1), bool)
 
 
 def click_step(spec: StepSpec, variables, inp: StepInput, state: StepState, recompute):
@@ -199,7 +200,7 @@ def initial_state(spec: StepSpec, variables, points_shape) -> StepState:
     x = np.zeros((spec.refine.size,), np.float32)
     if spec.kind == 'input':
         return StepState(x, {})
-    batch = jax.ShapeDtypeStruct((spec.batch, *spec.net_canvas, 3), jnp.float32)
+    batch = jax.ShapeDtypeStruct((spec.images, *spec.net_canvas, 3), jnp.float32)
     points = jax.ShapeDtypeStruct(points_shape, jnp.float32)
     extent = jax.ShapeDtypeStruct((2,), jnp.int32)
     shapes = jax.eval_shape(lambda v, b, p, e: features(spec, v, b, p, e), variables, batch, points, extent)
