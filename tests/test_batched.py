@@ -4,7 +4,7 @@ handful of compiled programs whatever its image and crop shapes.
 The batched check runs in a subprocess with four host devices
 (``XLA_FLAGS=--xla_force_host_platform_device_count=4``, which must be set before JAX starts):
 five samples of five sizes on one canvas, ZoomIn crops of varying shape, batch 4 (one lane
-per device) - clicks, IoUs and objective evaluations must be identical to one predictor
+per device), f-BRS-B - clicks, IoUs and objective evaluations must be identical to one predictor
 evaluating the samples one after another.
 """
 import json
@@ -18,7 +18,7 @@ import pytest
 from conftest import R34_PTH, REPO, SHARED, requires_shared
 
 pytestmark = requires_shared
-MODES = ('RGB-BRS', 'f-BRS-B')
+MODES = ('f-BRS-B',)   # every mode shares the lane logic; input BRS adds only per-canvas resets
 
 
 def samples():
@@ -67,7 +67,7 @@ def test_batched_sharded_evaluation_equals_sequential():
             assert any(e > 0 for s in r['sequential'] for e in s['evals']), mode
 
 
-@pytest.mark.parametrize('mode', ['NoBRS', 'f-BRS-B'])
+@pytest.mark.parametrize('mode', ['f-BRS-B'])
 def test_dataset_evaluation_compiles_a_handful_of_programs(tmp_path, mode):
     """Three real GrabCut images of three sizes (linked into a GrabCut-layout folder), three
     clicks each (ZoomIn crops of other shapes every click): at most 4 programs (compiled, or

@@ -1,8 +1,8 @@
 """Fixed canvases with the valid extent as data: the same numbers as the exact-shape forward.
 
-A model traced on a larger canvas with ``extent`` must give the exact-shape forward on the
-valid region (only summation order may differ: 1e-5 of the tensor's range) and still meet
-the reference parity tolerance of ``test_parity.py``.
+A model traced on a larger canvas with ``extent`` must meet the reference parity tolerance of
+``test_parity.py`` on the valid region, and (DeepLab) give the exact-shape forward there: only
+summation order may differ, 1e-5 of the tensor's range.
 """
 import numpy as np
 import pytest
@@ -30,22 +30,24 @@ def _level_extent(full_hw, shape_hw, canvas_hw):
     raise AssertionError(shape_hw)
 
 
-def _canvas_vs_exact(model, fixture, canvas_hw, taps):
+def _canvas_vs_exact(model, fixture, canvas_hw, taps, exact=True):
     d = np.load(fixture)
     image = fbrs_jax.normalize(d['image_uint8'])
     hw = image.shape[:2]
     run = jax.jit(lambda v, i, p, e: model.module.apply(v, i, p, extent=e))
-    exact = jax.jit(lambda v, i, p: model.module.apply(v, i, p))(model.variables, image[None], d['points'])
     ours = run(model.variables, _pad(image, canvas_hw)[None], d['points'], jnp.asarray(hw, jnp.int32))
+    if exact:
+        exact = jax.jit(lambda v, i, p: model.module.apply(v, i, p))(model.variables, image[None], d['points'])
     for ref_name, name in taps.items():
         ref = nhwc(d[ref_name])
-        e = np.asarray(exact[name])
-        h, w = _level_extent(hw, ours[name].shape[1:3], canvas_hw) if e.shape[1] > 1 else (1, 1)
+        h, w = _level_extent(hw, ours[name].shape[1:3], canvas_hw) if ref.shape[1] > 1 else (1, 1)
         c = np.asarray(ours[name])[:, :h, :w]
-        assert c.shape == e.shape, name
-        scale = np.abs(e).max()
-        assert np.abs(c - e).max() <= CANVAS_TOL * scale, (name, np.abs(c - e).max() / scale)
+        assert c.shape == ref.shape, name
         assert np.abs(c - ref).max() <= 1e-4 * np.abs(ref).max(), name
+        if exact:
+            e = np.asarray(exact[name])
+            scale = np.abs(e).max()
+            assert np.abs(c - e).max() <= CANVAS_TOL * scale, (name, np.abs(c - e).max() / scale)
 
 
 @requires_shared
@@ -58,8 +60,10 @@ def test_deeplab_on_a_canvas(r34_model):
 @requires_shared
 def test_hrnet_on_a_canvas(hrnet_model):
     from test_parity import HRNET_TAPS
+    # against the reference only (the exact-shape HRNet forward is test_parity's; compiling it
+    # again here would double the cost)
     _canvas_vs_exact(hrnet_model, REFERENCE / 'hrnet18_random' / 'forward_hrnet18_ocr64_fwd_a_320x480.npz',
-                     (384, 512), HRNET_TAPS)
+                     (384, 512), HRNET_TAPS, exact=False)
 
 
 def _static_crop_resize(image, box, out_hw):
