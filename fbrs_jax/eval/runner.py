@@ -72,12 +72,12 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
 
     sizes = {name: len(r) if settings.max_samples is None else min(len(r), settings.max_samples)
              for name, r in readers.items()}
-    canvases, t_start = {}, time.perf_counter()
+    canvases, shard_files, t_start = {}, {}, time.perf_counter()
     for name, reader in readers.items():
         n = sizes[name]
         canvases[name] = dataset_canvas(reader, n)
         new_predictor = _predictor_factory(model, settings, name, canvases[name])
-        shards = _Shards(out, name, process, processes)
+        shards = shard_files[name] = _Shards(out, name, process, processes)
         done = {r['index'] for r in shards.records()}
         chunks = [list(range(i, min(i + batch, n))) for i in range(0, n, batch)][process::processes]
         todo = [c for c in ([i for i in chunk if i not in done] for chunk in chunks) if c]
@@ -109,7 +109,7 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
         multihost_utils.sync_global_devices('fbrs_jax evaluate done')
         if process != 0:
             return {}
-    summaries = {name: dataset_summary([r for r in _Shards(out, name, 0, processes).records() if r['index'] < n],
+    summaries = {name: dataset_summary([r for r in shard_files[name].records() if r['index'] < n],
                                        settings.n_clicks) for name, n in sizes.items()}
     print(format_table(settings.mode, summaries))
     summary = {**run, 'environment': environment(), 'batch': batch, 'processes': processes,

@@ -193,15 +193,23 @@ def host_merge(spec: StepSpec, logits, inp: StepInput):
     return merged_probs(spec, logits, inp)
 
 
+_CACHE_SHAPES: dict = {}
+
+
 def initial_state(spec: StepSpec, variables, points_shape) -> StepState:
-    """Zeros of the state's shapes (NumPy, so creating them compiles nothing)."""
+    """Zeros of the state's shapes (NumPy, so creating them compiles nothing). The f-BRS cache
+    shapes are traced once per (spec, points shape): a trace of the network costs ~0.5 s, and
+    every sample switches canvas at least once."""
     if spec.kind == 'NoBRS':
         return StepState(np.zeros((0,), np.float32), {})
     x = np.zeros((spec.refine.size,), np.float32)
     if spec.kind == 'input':
         return StepState(x, {})
-    batch = jax.ShapeDtypeStruct((spec.images, *spec.net_canvas, 3), jnp.float32)
-    points = jax.ShapeDtypeStruct(points_shape, jnp.float32)
-    extent = jax.ShapeDtypeStruct((2,), jnp.int32)
-    shapes = jax.eval_shape(lambda v, b, p, e: features(spec, v, b, p, e), variables, batch, points, extent)
-    return StepState(x, jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), shapes))
+    key = (spec, tuple(points_shape))
+    if key not in _CACHE_SHAPES:
+        batch = jax.ShapeDtypeStruct((spec.images, *spec.net_canvas, 3), jnp.float32)
+        points = jax.ShapeDtypeStruct(points_shape, jnp.float32)
+        extent = jax.ShapeDtypeStruct((2,), jnp.int32)
+        _CACHE_SHAPES[key] = jax.eval_shape(lambda v, b, p, e: features(spec, v, b, p, e),
+                                            variables, batch, points, extent)
+    return StepState(x, jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), _CACHE_SHAPES[key]))
