@@ -30,30 +30,68 @@ def _enable_compilation_cache() -> None:
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
 
+def _modes(text: str) -> list[str]:
+    from .inference.factory import MODES
+    modes = [m.strip() for m in text.split(',') if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise ValueError(f'unknown mode {unknown[0] if unknown else text!r}; choose from {", ".join(MODES)}')
+    return modes
+
+
 def _cmd_evaluate(args) -> int:
+    import json
+    import os
     import pathlib
 
-    from .convert.loading import load_model
+    from .convert.loading import SHIPPED_CHECKPOINT, load_model
     from .data.readers import open_dataset
-    from .eval.evaluate import EvalSettings
+    from .eval.evaluate import EvalSettings, format_table, plot_curves
     from .eval.runner import run_evaluation
 
     if args.batch < 1:
         raise ValueError(f'--batch must be at least 1, got {args.batch}')
-    settings = EvalSettings(mode=args.mode, n_clicks=args.n_clicks, target_iou=args.target_iou,
-                            pred_thr=args.thresh, backend=args.backend, with_flip=not args.no_flip,
-                            zoom_in=not args.no_zoom_in, clicks_limit=args.clicks_limit,
-                            max_samples=args.max_samples)
+    modes = _modes(args.mode)
     datasets = [d.strip() for d in args.datasets.split(',') if d.strip()]
     readers = {d: open_dataset(d, args.data_root) for d in datasets}     # fail early on a bad folder
+    checkpoint = args.checkpoint or os.path.normpath(SHIPPED_CHECKPOINT)
+    if not os.path.exists(checkpoint):
+        raise ValueError(f'checkpoint not found: {checkpoint}' +
+                         ('' if args.checkpoint else ' (the shipped model is not in this checkout; pass --checkpoint)'))
     if args.distributed:
         import jax
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     _enable_compilation_cache()
-    model = load_model(args.checkpoint)
-    out = pathlib.Path(args.out or f'runs/evaluate/{model.arch.name}_{args.mode}')
-    run_evaluation(model, str(args.checkpoint), settings, readers, out, batch=args.batch,
-                   distributed=args.distributed, quiet=args.quiet)
+    model = load_model(checkpoint)
+    out = pathlib.Path(args.out or f'runs/evaluate/{model.arch.name}_{"_".join(modes)}')
+    results = {}
+    for mode in modes:
+        settings = EvalSettings(mode=mode, n_clicks=args.n_clicks, target_iou=args.target_iou,
+                                pred_thr=args.thresh, backend=args.backend, with_flip=not args.no_flip,
+                                zoom_in=not args.no_zoom_in, clicks_limit=args.clicks_limit,
+                                max_samples=args.max_samples)
+        summary = run_evaluation(model, str(checkpoint), settings, readers, out / mode if len(modes) > 1 else out,
+                                 batch=args.batch, distributed=args.distributed, quiet=args.quiet)
+        results[mode] = summary
+    if len(modes) > 1 and all(results.values()):   # process 0 (or the only one) holds the summaries
+        print(format_table({m: r['datasets'] for m, r in results.items()}))
+        (out / 'summary.json').write_text(json.dumps(results, indent=1))
+        plot_curves(out / 'iou_vs_clicks.png', {m: r['datasets'] for m, r in results.items()})
+        print(f'comparison in {out}/ (summary.json, iou_vs_clicks.png; per mode in {out}/<mode>/)')
+    return 0
+
+
+def _cmd_train(args) -> int:
+    import dataclasses
+
+    from .train.config import load_config, override
+    from .train.trainer import train
+
+    cfg = override(load_config(args.config), args.set or [])
+    if args.epochs is not None:
+        cfg = dataclasses.replace(cfg, epochs=args.epochs)
+    _enable_compilation_cache()
+    train(cfg, args.workdir, stop_step=args.stop_step)
     return 0
 
 
@@ -70,12 +108,8 @@ def _cmd_benchmark(args) -> int:
 
     from .convert.loading import load_model
     from .eval.benchmark import markdown_table, run_benchmark, scene
-    from .inference.factory import MODES
 
-    modes = [m.strip() for m in args.modes.split(',') if m.strip()]
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        raise ValueError(f'unknown mode {unknown[0]!r}; choose from {", ".join(MODES)}')
+    modes = _modes(args.modes)
     if args.save_scene:
         s = scene(*args.size)
         np.savez_compressed(args.save_scene, **{f'{s.name}__image': s.image, f'{s.name}__gt_mask': s.gt})
@@ -106,11 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .inference.factory import MODES
     e = sub.add_parser('evaluate', help='NoC evaluation on datasets in the reference layout')
-    e.add_argument('--checkpoint', required=True, help='official .pth or converted directory')
-    e.add_argument('--mode', required=True, choices=MODES)
-    e.add_argument('--datasets', default='GrabCut,Berkeley', help='comma-separated (GrabCut, Berkeley, DAVIS, '
+    e.add_argument('--checkpoint', default=None,
+                   help='official .pth or converted directory (default: the shipped checkpoints/ model)')
+    e.add_argument('--mode', default='NoBRS,f-BRS-B', help=f'comma-separated modes ({", ".join(MODES)})')
+    e.add_argument('--datasets', default='synthetic_shapes', help='comma-separated (GrabCut, Berkeley, DAVIS, '
                    'COCO_MVal, SBD, SBD_Train)')
-    e.add_argument('--data-root', required=True, help='folder holding one folder per dataset')
+    e.add_argument('--data-root', default=None, help='folder holding one folder per dataset '
+                   '(synthetic_shapes needs none)')
     e.add_argument('--n-clicks', type=int, default=20)
     e.add_argument('--target-iou', type=float, default=0.90)
     e.add_argument('--thresh', type=float, default=0.49,
@@ -132,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--process-id', type=int, default=None, help='with --distributed (default: detected)')
     e.add_argument('--quiet', action='store_true', help='no progress bar')
     e.set_defaults(func=_cmd_evaluate)
+
+    t = sub.add_parser('train', help='train a model from a config file (resumes in its workdir)')
+    t.add_argument('--config', required=True, help='Python file with get_config() (see experiments/train_*.py)')
+    t.add_argument('--workdir', required=True, help='checkpoints, metrics.jsonl and the exported model')
+    t.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a config field (repeatable)')
+    t.add_argument('--epochs', type=int, default=None, help='override the number of epochs')
+    t.add_argument('--stop-step', type=int, default=None, help='stop (checkpointed) after this global step')
+    t.set_defaults(func=_cmd_train)
 
     b = sub.add_parser('benchmark', help='per-click latency of modes on a fixed synthetic scene (warm)')
     b.add_argument('--checkpoint', required=True, help='official .pth or converted directory')

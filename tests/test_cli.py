@@ -109,3 +109,27 @@ def test_distributed_evaluation_splits_samples_over_processes(tmp_path):
     summary = json.loads((tmp_path / 'dist' / 'summary.json').read_text())
     assert summary['processes'] == 2 and summary['datasets']['GrabCut']['samples'] == 2
     assert '| NoBRS' in outputs[0][0] and '| NoBRS' not in outputs[1][0]
+
+
+def test_train_command_resumes_and_exports(tmp_path, capsys):
+    """`fbrs-jax train` on synthetic scenes: stop after 2 steps, rerun to resume and finish; the
+    exported model loads. (The config matches tests/test_train.py's, so the step is compiled once.)"""
+    import json
+    import fbrs_jax
+    config = tmp_path / 'tiny.py'
+    config.write_text(
+        'from fbrs_jax.train.config import TrainConfig\n\n\n'
+        'def get_config():\n'
+        "    return TrainConfig(arch='resnet34_dh128', dataset='synthetic_shapes', crop_hw=(64, 96), batch_size=2,\n"
+        '                       epochs=1, epoch_len=8, backbone_lr_mult=1.0, log_every=1, checkpoint_every=2)\n')
+    work = tmp_path / 'work'
+    assert main(['train', '--config', str(config), '--workdir', str(work), '--stop-step', '2']) == 0
+    assert not (work / 'model').exists()
+    assert main(['train', '--config', str(config), '--workdir', str(work)]) == 0
+    out = capsys.readouterr().out
+    assert 'resumed from step 2' in out and 'exported the trained model' in out
+    assert [json.loads(s)['step'] for s in open(work / 'metrics.jsonl')] == [1, 2, 3, 4]
+    model = fbrs_jax.load_model(work / 'model')
+    assert model.arch.name == 'resnet34_dh128' and model.source['steps'] == 4
+    assert main(['train', '--config', str(tmp_path / 'missing.py'), '--workdir', str(work)]) == 1
+    assert 'config file not found' in capsys.readouterr().err

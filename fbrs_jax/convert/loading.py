@@ -20,6 +20,8 @@ from .pth import CheckpointError, read_state_dict
 from .state_dict import detect_arch, variables_from_state_dict
 
 FORMAT = 'fbrs_jax.converted/1'
+# The model trained by experiments/train_hrnet18s_synthetic.py, committed with the repository.
+SHIPPED_CHECKPOINT = os.path.join(os.path.dirname(__file__), '..', '..', 'checkpoints', 'hrnet18s_ocr64_synthetic')
 META_FILE = 'model.json'
 VARIABLES_DIR = 'variables'
 

@@ -70,7 +70,7 @@ def torch_key(collection: str, path: tuple[str, ...]) -> str:
     return '.'.join(path[:-1] + (LEAF_TO_TORCH[(collection, path[-1])],))
 
 
-def _to_flax_layout(collection: str, leaf: str, value: np.ndarray) -> np.ndarray:
+def to_flax_layout(collection: str, leaf: str, value: np.ndarray) -> np.ndarray:
     if collection == 'params' and leaf == 'kernel':
         return np.transpose(value, (2, 3, 1, 0))  # OIHW -> HWIO
     return value
@@ -90,7 +90,7 @@ def variables_from_state_dict(template, sd: Mapping[str, np.ndarray]) -> dict:
             key = torch_key(collection, path)
             if key not in sd:
                 raise CheckpointError(f'missing tensor {key} (expected shape {tuple(leaf.shape)})')
-            value = _to_flax_layout(collection, path[-1], np.asarray(sd[key]))
+            value = to_flax_layout(collection, path[-1], np.asarray(sd[key]))
             if tuple(value.shape) != tuple(leaf.shape):
                 raise CheckpointError(f'tensor {key} has shape {tuple(sd[key].shape)}, '
                                       f'the architecture needs {_torch_shape(collection, path[-1], leaf.shape)}')

@@ -1,16 +1,27 @@
-"""Readers for the evaluation sets in the reference folder layouts (SPEC §4.6).
+"""Readers for the evaluation sets in the reference folder layouts (SPEC §4.6), and the
+instance sources of training (SPEC §5.2).
 
 Every reader yields ``Sample(name, image, gt)``: ``image`` uint8 (H, W, 3) RGB with the EXIF
 orientation applied (as ``cv2.imread`` does), ``gt`` int32 (H, W) with 1 = object, 0 =
-background, -1 = ignore. Problems with the data raise ``DatasetError`` with a one-line message.
+background, -1 = ignore. Instance sources have ``__len__``, ``name(i)`` and
+``scene(i) -> Scene(name, image, instances)`` with ``instances`` int32 (H, W), 0 = background.
+Problems with the data raise ``DatasetError`` with a one-line message.
 """
 from __future__ import annotations
 
+import io
 import pathlib
-from typing import Callable, NamedTuple
+import pickle
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from .synthetic import SyntheticShapes
+
+BUGGY_MASK_FILL = 0.08      # SBD training drops instances filling less of their bounding box
+SAMPLE_WEIGHT_GAMMA = 1.25  # SBD image sampling probability ∝ (1 - score) ** gamma
 
 
 class DatasetError(ValueError):
@@ -21,6 +32,12 @@ class Sample(NamedTuple):
     name: str
     image: np.ndarray
     gt: np.ndarray
+
+
+class Scene(NamedTuple):
+    name: str
+    image: np.ndarray
+    instances: np.ndarray
 
 
 def read_rgb(path: pathlib.Path) -> np.ndarray:
@@ -95,27 +112,45 @@ class PairedFolders:
         return _checked(Sample(path.name, image, gt), path)
 
 
+def read_sbd_instances(path: pathlib.Path) -> np.ndarray:
+    """int32 instance map of an SBD ``inst/<name>.mat`` (``GTinst`` -> ``Segmentation``)."""
+    from scipy.io import loadmat
+    try:
+        return np.asarray(loadmat(str(path))['GTinst'][0][0][0], np.int32)
+    except (OSError, KeyError, IndexError, ValueError, TypeError) as e:
+        raise DatasetError(f'cannot read SBD instances {path}: {e}') from None
+
+
+def remove_buggy_masks(instances: np.ndarray, min_fill: float = BUGGY_MASK_FILL) -> np.ndarray:
+    """A copy with every instance whose area / bounding-box area < ``min_fill`` set to 0."""
+    instances = instances.copy()
+    for inst in np.unique(instances[instances != 0]):
+        ys, xs = np.nonzero(instances == inst)
+        bbox_area = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+        if len(ys) / bbox_area < min_fill:
+            instances[ys, xs] = 0
+    return instances
+
+
+def _sbd_names(root: pathlib.Path, split: str) -> list[str]:
+    for sub in ('img', 'inst'):
+        _require_dir(root / sub)
+    listing = root / f'{split}.txt'
+    if not listing.is_file():
+        raise DatasetError(f'SBD split list not found: {listing}')
+    return listing.read_text().split()
+
+
 class SBDInstances:
     """SBD: one sample per (image, instance id) for every non-zero id in ascending order, image
     names from ``val.txt`` / ``train.txt``; masks from ``inst/<name>.mat`` (``GTinst``)."""
 
     def __init__(self, root, split: str = 'val'):
-        from scipy.io import loadmat
-        self._loadmat = loadmat
         self.root = _require_dir(pathlib.Path(root))
-        for sub in ('img', 'inst'):
-            _require_dir(self.root / sub)
-        listing = self.root / f'{split}.txt'
-        if not listing.is_file():
-            raise DatasetError(f'SBD split list not found: {listing}')
-        self.items = [(n, i) for n in listing.read_text().split() for i in self._instance_ids(n)]
+        self.items = [(n, i) for n in _sbd_names(self.root, split) for i in self._instance_ids(n)]
 
     def _instances(self, name: str) -> np.ndarray:
-        path = self.root / 'inst' / f'{name}.mat'
-        try:
-            return np.asarray(self._loadmat(str(path))['GTinst'][0][0][0])
-        except (OSError, KeyError, IndexError, ValueError) as e:
-            raise DatasetError(f'cannot read SBD instances {path}: {e}') from None
+        return read_sbd_instances(self.root / 'inst' / f'{name}.mat')
 
     def _instance_ids(self, name: str) -> list[int]:
         return [int(v) for v in np.unique(self._instances(name)) if v != 0]
@@ -137,11 +172,103 @@ class SBDInstances:
         return _checked(Sample(self.name(i), read_rgb(path), gt), path)
 
 
-def _checked(sample: Sample, path: pathlib.Path) -> Sample:
-    if sample.image.shape[:2] != sample.gt.shape:
+class SBDScenes:
+    """SBD training scenes: one per image of ``train.txt`` / ``val.txt``, instance ids as in
+    ``inst/<name>.mat`` with the "buggy" masks removed (SPEC §5.2)."""
+
+    def __init__(self, root, split: str = 'train'):
+        self.root = _require_dir(pathlib.Path(root))
+        self.names = _sbd_names(self.root, split)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def name(self, i: int) -> str:
+        return self.names[i]
+
+    def scene(self, i: int) -> Scene:
+        """Image ``i`` with its instance map."""
+        n = self.names[i]
+        path = self.root / 'img' / f'{n}.jpg'
+        instances = remove_buggy_masks(read_sbd_instances(self.root / 'inst' / f'{n}.mat'))
+        return _checked(Scene(n, read_rgb(path), instances), path)
+
+
+def _numeric_dtype(name, align=False, copy=False) -> np.dtype:
+    dtype = np.dtype(name, align, copy) if isinstance(name, str) else None
+    if dtype is None or dtype.kind not in 'biuf':
+        raise DatasetError(f'refused: the pickle asks for the dtype {str(name)[:40]}')
+    return dtype
+
+
+def _numeric_scalar(dtype, data):
+    if not (isinstance(dtype, np.dtype) and dtype.kind in 'biuf' and isinstance(data, bytes)
+            and len(data) == dtype.itemsize):
+        raise DatasetError('refused: malformed numpy scalar in the pickle')
+    return np.frombuffer(data, dtype)[0]
+
+
+def _latin1_bytes(text, encoding):
+    if not (isinstance(text, str) and encoding == 'latin1'):
+        raise DatasetError('refused: malformed bytes in the pickle')
+    return text.encode('latin1')
+
+
+_WEIGHTS_GLOBALS: dict[tuple[str, str], Callable] = {
+    ('numpy', 'dtype'): _numeric_dtype,
+    ('numpy.core.multiarray', 'scalar'): _numeric_scalar,
+    ('numpy._core.multiarray', 'scalar'): _numeric_scalar,
+    ('_codecs', 'encode'): _latin1_bytes,          # bytes in protocol-2 pickles
+}
+
+
+class _WeightsUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        try:
+            return _WEIGHTS_GLOBALS[(module, name)]
+        except (KeyError, TypeError):
+            raise DatasetError(f'refused: the pickle names the global {module}.{name}, '
+                               'which a sample weights file never needs') from None
+
+    def persistent_load(self, pid):
+        raise DatasetError('refused: persistent reference in a sample weights pickle')
+
+
+def sbd_sample_weights(path) -> np.ndarray:
+    """Sampling probabilities of the SBD training images, ordered by image index, from the
+    reference ``sbd_samples_weights.pkl`` (tuples (index, name, score)): ∝ (1 - score) ** 1.25."""
+    try:
+        entries = _WeightsUnpickler(io.BytesIO(pathlib.Path(path).read_bytes())).load()
+    except DatasetError:
+        raise
+    except Exception as e:     # any malformed pickle, whatever the opcode that broke
+        raise DatasetError(f'cannot read sample weights {path}: {type(e).__name__}: {e}') from None
+    if not (isinstance(entries, list) and entries and all(
+            isinstance(e, tuple) and len(e) == 3 and isinstance(e[0], (int, np.integer))
+            and isinstance(e[1], str) and isinstance(e[2], (float, np.floating)) for e in entries)):
+        raise DatasetError(f'sample weights {path} are not a list of (index, image name, score) tuples')
+    indices = np.array([e[0] for e in entries])
+    scores = np.array([e[2] for e in entries], np.float64)
+    if sorted(indices.tolist()) != list(range(len(entries))):
+        raise DatasetError(f'sample weights {path}: indices are not 0..{len(entries) - 1}')
+    if not ((scores >= 0) & (scores <= 1)).all() or (scores == 1).all():
+        raise DatasetError(f'sample weights {path}: scores outside [0, 1] or all equal to 1')
+    probs = np.empty(len(entries))
+    probs[indices] = (1 - scores) ** SAMPLE_WEIGHT_GAMMA
+    return probs / probs.sum()
+
+
+def _checked(item: Sample | Scene, path: pathlib.Path) -> Sample | Scene:
+    _, image, mask = item
+    if image.shape[:2] != mask.shape:
         raise DatasetError(f'image and mask sizes differ for {path}: '
-                           f'{sample.image.shape[0]}x{sample.image.shape[1]} vs {sample.gt.shape[0]}x{sample.gt.shape[1]}')
-    return sample
+                           f'{image.shape[0]}x{image.shape[1]} vs {mask.shape[0]}x{mask.shape[1]}')
+    return item
+
+
+def _synthetic_shapes(root) -> SyntheticShapes:
+    from .synthetic import SyntheticShapes
+    return SyntheticShapes('eval')
 
 
 READERS: dict[str, Callable] = {
@@ -151,15 +278,21 @@ READERS: dict[str, Callable] = {
     'COCO_MVal': lambda root: PairedFolders(root, 'img', 'gt', union_mask),
     'SBD': lambda root: SBDInstances(root, 'val'),
     'SBD_Train': lambda root: SBDInstances(root, 'train'),
+    'synthetic_shapes': _synthetic_shapes,
 }
 
 # The folder under --data-root for each dataset (SBD_Train shares SBD's).
 FOLDERS = {'SBD_Train': 'SBD'}
+# Datasets generated on the fly: no folder, their reader gets ``None``.
+FOLDERLESS = frozenset({'synthetic_shapes'})
 
 
-def open_dataset(name: str, data_root) -> PairedFolders | SBDInstances:
-    """The reader of dataset ``name`` under ``data_root/<name>``."""
+def open_dataset(name: str, data_root=None) -> PairedFolders | SBDInstances | SyntheticShapes:
+    """The reader of dataset ``name`` under ``data_root/<name>`` (no folder for FOLDERLESS ones)."""
     if name not in READERS:
         raise DatasetError(f'unknown dataset {name!r}; choose from {", ".join(READERS)}')
+    if name in FOLDERLESS:
+        return READERS[name](None)
+    if data_root is None:
+        raise DatasetError(f'dataset {name} needs a data root folder (--data-root)')
     return READERS[name](pathlib.Path(data_root) / FOLDERS.get(name, name))
-

@@ -106,34 +106,39 @@ def dataset_summary(records: Sequence[dict], max_clicks: int) -> dict:
     return out
 
 
-def format_table(mode: str, summaries: dict) -> str:
-    """The reference script's table: NoC@80/85/90, >=20@85/90, SPC, Time."""
-    mw = max(11, len(mode))
-    dw = max([10] + [len(n) for n in summaries])
+def format_table(results: dict) -> str:
+    """The reference script's table (NoC@80/85/90, >=20@85/90, SPC, Time) for
+    ``{mode: {dataset: summary}}``."""
+    mw = max([11] + [len(m) for m in results])
+    dw = max([10] + [len(n) for summaries in results.values() for n in summaries])
     head = (f"| {'Pipeline':<{mw}} | {'Dataset':<{dw}} | NoC@80 | NoC@85 | NoC@90 | >=20@85 | >=20@90 "
             f"|  SPC,s | Time     |")
     rows = [head, '|' + '|'.join('-' * len(c) for c in head.split('|')[1:-1]) + '|']
-    for name, s in summaries.items():
-        t = time.strftime('%H:%M:%S', time.gmtime(s.get('elapsed_s', 0.0)))
-        rows.append(f"| {mode:<{mw}} | {name:<{dw}} | {s['NoC@80']:6.2f} | {s['NoC@85']:6.2f} | {s['NoC@90']:6.2f} "
-                    f"| {s['NoF@85']:7d} | {s['NoF@90']:7d} | {s.get('SPC', float('nan')):6.3f} | {t} |")
+    for mode, summaries in results.items():
+        for name, s in summaries.items():
+            t = time.strftime('%H:%M:%S', time.gmtime(s.get('elapsed_s', 0.0)))
+            rows.append(f"| {mode:<{mw}} | {name:<{dw}} | {s['NoC@80']:6.2f} | {s['NoC@85']:6.2f} "
+                        f"| {s['NoC@90']:6.2f} | {s['NoF@85']:7d} | {s['NoF@90']:7d} "
+                        f"| {s.get('SPC', float('nan')):6.3f} | {t} |")
     return '\n'.join(rows)
 
 
-def plot_curves(path: pathlib.Path, mode: str, summaries: dict) -> None:
-    """Mean IoU after each click, one line per dataset (PNG)."""
+def plot_curves(path: pathlib.Path, results: dict) -> None:
+    """Mean IoU after each click, one line per (mode, dataset) of ``{mode: {dataset: summary}}`` (PNG)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     import matplotlib.ticker
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for name, s in summaries.items():
-        curve = s['mean_iou_curve']
-        ax.plot(np.arange(1, len(curve) + 1), curve, marker='o', markersize=3, label=name)
+    for mode, summaries in results.items():
+        for name, s in summaries.items():
+            curve = s['mean_iou_curve']
+            label = name if len(results) == 1 else f'{mode} {name}'
+            ax.plot(np.arange(1, len(curve) + 1), curve, marker='o', markersize=3, label=label)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel('number of clicks')
     ax.set_ylabel('mean IoU')
-    ax.set_title(f'{mode}: IoU vs clicks')
+    ax.set_title(f'{", ".join(results)}: IoU vs clicks')
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -111,11 +111,11 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
             return {}
     summaries = {name: dataset_summary([r for r in shard_files[name].records() if r['index'] < n],
                                        settings.n_clicks) for name, n in sizes.items()}
-    print(format_table(settings.mode, summaries))
+    print(format_table({settings.mode: summaries}))
     summary = {**run, 'environment': environment(), 'batch': batch, 'processes': processes,
                'canvases': {k: list(v) for k, v in canvases.items()},
                'compilation': counter.read(), 'session_s': time.perf_counter() - t_start, 'datasets': summaries}
     (out / 'summary.json').write_text(json.dumps(summary, indent=1))
-    plot_curves(out / 'iou_vs_clicks.png', settings.mode, summaries)
+    plot_curves(out / 'iou_vs_clicks.png', {settings.mode: summaries})
     print(f'results in {out}/ (summary.json, iou_vs_clicks.png, <dataset>.jsonl)')
     return summary

@@ -1,0 +1,1 @@
+"""Training: data pipeline, losses, optimisation (SPEC §5)."""

@@ -1,0 +1,72 @@
+"""Training configuration: a dataclass, filled by ``get_config()`` of a Python config file."""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+from typing import Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Defaults are the reference SBD settings of SPEC §5.1 for the r34 model."""
+    arch: str = 'resnet34_dh128'          # a name of ``models.arch.RELEASED``
+    dataset: str = 'SBD'                  # 'SBD' or 'synthetic_shapes'
+    data_root: Optional[str] = None       # folder holding the dataset folder (SBD)
+    tfds_dir: Optional[str] = None        # read scenes from array_record TFDS builds here (built once);
+                                          # None: SBD folder / synthetic generator directly (same scenes)
+    sample_weights: Optional[str] = None  # SBD ``sbd_samples_weights.pkl`` (sampling ∝ (1-score)^1.25)
+    imagenet_init: Optional[str] = None   # gluon ResNet / HRNet classification .pth for the backbone
+    crop_hw: tuple[int, int] = (320, 480)
+    scale_range: tuple[float, float] = (0.75, 1.25)
+    min_object_area: int = 80
+    max_num_points: int = 10
+    batch_size: int = 28
+    epochs: int = 120
+    epoch_len: Optional[int] = None       # samples per epoch; None = the dataset size
+    lr: float = 5e-4
+    backbone_lr_mult: float = 0.1
+    lr_milestones: tuple[int, ...] = (100,)   # epochs
+    lr_gamma: float = 0.1
+    main_loss: str = 'nfl'                # 'nfl' (alpha 0.5, gamma 2) or 'bce'
+    aux_loss_weight: float = 0.0          # HRNet auxiliary BCE (0.4 in the reference)
+    seed: int = 0
+    log_every: int = 10                   # steps
+    checkpoint_every: int = 100           # steps (and at the end)
+    keep_checkpoints: int = 2
+    export_dir: Optional[str] = None      # converted model written at the end (relative to the workdir)
+
+    def steps_per_epoch(self, dataset_len: int) -> int:
+        return max(1, (self.epoch_len or dataset_len) // self.batch_size)
+
+
+def load_config(path: str) -> TrainConfig:
+    """Run ``get_config()`` of a Python config file (trusted code, like any script you run)."""
+    if not os.path.isfile(path):
+        raise ValueError(f'config file not found: {path}')
+    spec = importlib.util.spec_from_file_location('fbrs_train_config', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, 'get_config'):
+        raise ValueError(f'{path} has no get_config()')
+    cfg = module.get_config()
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError(f'{path}: get_config() must return a TrainConfig, got {type(cfg).__name__}')
+    return cfg
+
+
+def override(cfg: TrainConfig, assignments: list[str]) -> TrainConfig:
+    """Apply ``KEY=VALUE`` overrides; values are Python literals, otherwise taken as strings."""
+    import ast
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    changes = {}
+    for item in assignments:
+        key, sep, text = item.partition('=')
+        if not sep or key not in fields:
+            raise ValueError(f'bad override {item!r}: use KEY=VALUE with KEY one of {", ".join(sorted(fields))}')
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        changes[key] = tuple(value) if isinstance(value, list) else value
+    return dataclasses.replace(cfg, **changes)
