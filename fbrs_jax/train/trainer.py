@@ -17,6 +17,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 import optax
+import orbax.checkpoint as ocp
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -136,7 +137,6 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, workdir: str, source=None, probs=None, devices=None,
                  log: Callable[[str], None] = _log):
-        import orbax.checkpoint as ocp
         if cfg.arch not in RELEASED:
             raise ValueError(f'unknown architecture {cfg.arch!r}; choose from {", ".join(RELEASED)}')
         self.cfg, self.workdir, self.log = cfg, os.path.abspath(workdir), log
@@ -169,12 +169,10 @@ class Trainer:
         self.manager = ocp.CheckpointManager(
             os.path.join(self.workdir, 'checkpoints'),
             options=ocp.CheckpointManagerOptions(max_to_keep=cfg.keep_checkpoints, create=True))
-        self._ocp = ocp
 
     # -- checkpoints ---------------------------------------------------------------------------
     def save(self) -> None:
         step = int(self.state.step)
-        ocp = self._ocp
         self.manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(self.state), metric=ocp.args.JsonSave(self.metric.state())))
         self.manager.wait_until_finished()
@@ -184,7 +182,6 @@ class Trainer:
         step = self.manager.latest_step()
         if step is None:
             return 0
-        ocp = self._ocp
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, self.state)
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), metric=ocp.args.JsonRestore()))
