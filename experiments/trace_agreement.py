@@ -48,7 +48,7 @@ def main(argv=None) -> int:
             trace = np.load(path)
             clicks = [fbrs_jax.Click(int(r), int(c), bool(q)) for r, c, q in trace['clicks']]
             for backend in args.backends.split(','):
-                steps = replay_clicks(fbrs_jax.make_predictor(model, mode, backend=backend),
+                steps = replay_clicks(fbrs_jax.make_predictor(model, mode, solver=backend),
                                       images[f'{image_name}__image'], clicks)
                 ref = trace['probs'].astype(np.float32)
                 row = {'model': model.arch.name, 'mode': mode, 'image': image_name, 'backend': backend,

@@ -7,6 +7,10 @@ import sys
 import time
 
 
+class UsageError(ValueError):
+    """A bad option value (exit code 2, like argparse's own errors)."""
+
+
 def _cmd_convert(args) -> int:
     from .convert.loading import convert
     t0 = time.perf_counter()
@@ -35,8 +39,17 @@ def _modes(text: str) -> list[str]:
     modes = [m.strip() for m in text.split(',') if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
-        raise ValueError(f'unknown mode {unknown[0] if unknown else text!r}; choose from {", ".join(MODES)}')
+        raise UsageError(f'unknown mode {unknown[0] if unknown else text!r}; choose from {", ".join(MODES)}')
     return modes
+
+
+def _datasets(text: str) -> list[str]:
+    from .data.readers import READERS
+    names = [d.strip() for d in text.split(',') if d.strip()]
+    unknown = [d for d in names if d not in READERS]
+    if unknown or not names:
+        raise UsageError(f'unknown dataset {unknown[0] if unknown else text!r}; choose from {", ".join(READERS)}')
+    return names
 
 
 def _cmd_evaluate(args) -> int:
@@ -46,13 +59,15 @@ def _cmd_evaluate(args) -> int:
 
     from .convert.loading import SHIPPED_CHECKPOINT, load_model
     from .data.readers import open_dataset
-    from .eval.evaluate import EvalSettings, format_table, plot_curves
+    from .eval.evaluate import EvalSettings, format_table, plot_curves, write_atomic
     from .eval.runner import run_evaluation
 
     if args.batch < 1:
-        raise ValueError(f'--batch must be at least 1, got {args.batch}')
+        raise UsageError(f'--batch must be at least 1, got {args.batch}')
+    if args.clicks_limit is not None and args.clicks_limit < 1 and args.clicks_limit != -1:
+        raise UsageError(f'--clicks-limit must be positive or -1 (all clicks), got {args.clicks_limit}')
     modes = _modes(args.mode)
-    datasets = [d.strip() for d in args.datasets.split(',') if d.strip()]
+    datasets = _datasets(args.datasets)
     readers = {d: open_dataset(d, args.data_root) for d in datasets}     # fail early on a bad folder
     checkpoint = args.checkpoint or os.path.normpath(SHIPPED_CHECKPOINT)
     if not os.path.exists(checkpoint):
@@ -69,15 +84,43 @@ def _cmd_evaluate(args) -> int:
         settings = EvalSettings(mode=mode, n_clicks=args.n_clicks, target_iou=args.target_iou,
                                 pred_thr=args.thresh, backend=args.backend, with_flip=not args.no_flip,
                                 zoom_in=not args.no_zoom_in, clicks_limit=args.clicks_limit,
-                                max_samples=args.max_samples)
+                                max_samples=args.max_samples, zoom_target=args.zoom_target)
         summary = run_evaluation(model, str(checkpoint), settings, readers, out / mode if len(modes) > 1 else out,
                                  batch=args.batch, distributed=args.distributed, quiet=args.quiet)
         results[mode] = summary
     if len(modes) > 1 and all(results.values()):   # process 0 (or the only one) holds the summaries
         print(format_table({m: r['datasets'] for m, r in results.items()}))
-        (out / 'summary.json').write_text(json.dumps(results, indent=1))
+        write_atomic(out / 'summary.json', json.dumps(results, indent=1))
         plot_curves(out / 'iou_vs_clicks.png', {m: r['datasets'] for m, r in results.items()})
         print(f'comparison in {out}/ (summary.json, iou_vs_clicks.png; per mode in {out}/<mode>/)')
+    return 0
+
+
+def _cmd_ablate(args) -> int:
+    import os
+    import pathlib
+
+    from .convert.loading import SHIPPED_CHECKPOINT, load_model
+    from .data.readers import open_dataset
+    from .eval.ablation import load_ablation_config, markdown, run_ablation
+
+    cfg = load_ablation_config(args.config)
+    datasets = _datasets(args.datasets) if args.datasets else list(cfg.datasets)
+    data_root = args.data_root or cfg.data_root
+    readers = {d: open_dataset(d, data_root) for d in datasets}
+    if args.max_samples is not None:
+        cfg.max_samples = args.max_samples
+    checkpoint = args.checkpoint or cfg.checkpoint or os.path.normpath(SHIPPED_CHECKPOINT)
+    if not os.path.exists(checkpoint):
+        raise ValueError(f'checkpoint not found: {checkpoint}')
+    _enable_compilation_cache()
+    model = load_model(checkpoint)
+    default = f'runs/ablation/{pathlib.Path(args.config).stem}_{model.arch.name}' + (
+        f'_n{cfg.max_samples}' if args.max_samples is not None else '')
+    out = pathlib.Path(args.out or default)
+    rows = run_ablation(cfg, model, checkpoint, readers, out, quiet=args.quiet)
+    print(markdown(rows))
+    print(f'results in {out}/ (table.md, cells.csv, cells.json, pareto.png; per cell in {out}/cells/)')
     return 0
 
 
@@ -132,14 +175,17 @@ def _cmd_benchmark(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='fbrs-jax', description=__doc__)
     p.add_argument('--debug', action='store_true', help='show tracebacks of errors')
+    common = argparse.ArgumentParser(add_help=False)     # --debug also after the command
+    common.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help='show tracebacks of errors')
     sub = p.add_subparsers(dest='command', required=True)
-    c = sub.add_parser('convert', help='convert an official .pth checkpoint to a converted directory')
+    c = sub.add_parser('convert', parents=[common],
+                       help='convert an official .pth checkpoint to a converted directory')
     c.add_argument('src', help='official f-BRS .pth file')
     c.add_argument('dst', help='output directory (created)')
     c.set_defaults(func=_cmd_convert)
 
     from .inference.factory import MODES
-    e = sub.add_parser('evaluate', help='NoC evaluation on datasets in the reference layout')
+    e = sub.add_parser('evaluate', parents=[common], help='NoC evaluation on datasets in the reference layout')
     e.add_argument('--checkpoint', default=None,
                    help='official .pth or converted directory (default: the shipped checkpoints/ model)')
     e.add_argument('--mode', default='NoBRS,f-BRS-B', help=f'comma-separated modes ({", ".join(MODES)})')
@@ -151,10 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--target-iou', type=float, default=0.90)
     e.add_argument('--thresh', type=float, default=0.49,
                    help='probability threshold of the prediction and of the BRS click test')
-    e.add_argument('--backend', default='jaxopt', choices=('jaxopt', 'optax', 'scipy'))
+    e.add_argument('--backend', default='jaxopt', choices=('jaxopt', 'optax', 'scipy', 'adam'))
     e.add_argument('--clicks-limit', type=int, default=None,
                    help="network clicks limit (-1: all clicks); default: the mode's (5 input BRS, 8 f-BRS, all NoBRS)")
     e.add_argument('--no-flip', action='store_true')
+    e.add_argument('--zoom-target', type=int, default=None,
+                   help="ZoomIn target size (default: the dataset's; 600 DAVIS, 240 synthetic_shapes, 400 others)")
     e.add_argument('--no-zoom-in', action='store_true')
     e.add_argument('--max-samples', type=int, default=None, help='only the first N samples of each dataset')
     e.add_argument('--out', default=None, help='results folder (resumes a run there)')
@@ -169,7 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--quiet', action='store_true', help='no progress bar')
     e.set_defaults(func=_cmd_evaluate)
 
-    t = sub.add_parser('train', help='train a model from a config file (resumes in its workdir)')
+    a = sub.add_parser('ablate', parents=[common],
+                       help='evaluate a grid of refinement specs (resumable) -> table, CSV, Pareto plot')
+    a.add_argument('--config', required=True, help='Python file with get_config() (see experiments/ablation_*.py)')
+    a.add_argument('--checkpoint', default=None, help="default: the config's, else the shipped model")
+    a.add_argument('--datasets', default=None, help="comma-separated (default: the config's)")
+    a.add_argument('--data-root', default=None, help='folder holding one folder per dataset')
+    a.add_argument('--max-samples', type=int, default=None, help="first N samples per dataset (default: the config's)")
+    a.add_argument('--out', default=None, help='results folder (a rerun resumes there)')
+    a.add_argument('--quiet', action='store_true', help='no progress bars')
+    a.set_defaults(func=_cmd_ablate)
+
+    t = sub.add_parser('train', parents=[common], help='train a model from a config file (resumes in its workdir)')
     t.add_argument('--config', required=True, help='Python file with get_config() (see experiments/train_*.py)')
     t.add_argument('--workdir', required=True, help='checkpoints, metrics.jsonl and the exported model')
     t.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a config field (repeatable)')
@@ -177,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--stop-step', type=int, default=None, help='stop (checkpointed) after this global step')
     t.set_defaults(func=_cmd_train)
 
-    b = sub.add_parser('benchmark', help='per-click latency of modes on a fixed synthetic scene (warm)')
+    b = sub.add_parser('benchmark', parents=[common],
+                       help='per-click latency of modes on a fixed synthetic scene (warm)')
     b.add_argument('--checkpoint', required=True, help='official .pth or converted directory')
     b.add_argument('--modes', default='NoBRS,f-BRS-B', help='comma-separated modes')
     b.add_argument('--size', type=_size, default=(400, 600), help='scene size HxW (or one number: square)')
@@ -186,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument('--batch', type=int, default=1, help='copies of the scene evaluated at once (batched program)')
     b.add_argument('--precision', default='highest', choices=('highest', 'high', 'default'),
                    help="matmul/conv precision ('default' = TF32 on recent NVIDIA GPUs)")
-    b.add_argument('--backend', default='jaxopt', choices=('jaxopt', 'optax', 'scipy'))
+    b.add_argument('--backend', default='jaxopt', choices=('jaxopt', 'optax', 'scipy', 'adam'))
     b.add_argument('--zoom-target', type=int, default=400)
     b.add_argument('--no-zoom-in', action='store_true')
     b.add_argument('--no-flip', action='store_true')
@@ -208,7 +268,7 @@ def main(argv=None) -> int:
             raise
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f'fbrs-jax: error: {msg}', file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, UsageError) else 1
 
 
 if __name__ == '__main__':

@@ -26,11 +26,13 @@ requires_shared = pytest.mark.skipif(
 
 
 def make_grabcut(root, sizes=((40, 50), (30, 20)), mask_size=None):
-    """A GrabCut-layout folder: images 'a.jpg', 'b.bmp'; 8-bit masks with a 128 ignore band."""
+    """A GrabCut-layout folder: images 'a.png', 'b.bmp', 'c.png', ... (one per size); 8-bit
+    masks with a 128 ignore band."""
     (root / 'data_GT').mkdir(parents=True)
     (root / 'boundary_GT').mkdir()
     rng = np.random.default_rng(0)
-    for name, ext, (h, w) in zip('ab', ('png', 'bmp'), sizes):
+    for k, (name, (h, w)) in enumerate(zip('abcdefgh', sizes)):
+        ext = ('png', 'bmp')[k % 2]
         Image.fromarray(rng.integers(0, 255, (h, w, 3), np.uint8)).save(root / 'data_GT' / f'{name}.{ext}')
         mh, mw = mask_size or (h, w)
         m = np.zeros((mh, mw), np.uint8)

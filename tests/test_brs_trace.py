@@ -29,7 +29,7 @@ def teacher_forced(model, folder, mode, image_name, n_clicks, backend):
     trace = np.load(REFERENCE / folder / f'trace_{model.arch.name}_{mode}_{image_name}.npz')
     image = np.load(REFERENCE / folder / 'trace_images.npz')[f'{image_name}__image']
     clicks = [fbrs_jax.Click(int(r), int(c), bool(p)) for r, c, p in trace['clicks'][:n_clicks]]
-    steps = replay_clicks(fbrs_jax.make_predictor(model, mode, backend=backend), image, clicks)
+    steps = replay_clicks(fbrs_jax.make_predictor(model, mode, solver=backend), image, clicks)
     for k, step in enumerate(steps):
         roi = step['roi'] if step['roi'] is not None else (-1, -1, -1, -1)
         yield (k, step['probs'], trace['probs'][k].astype(np.float32), step['evals'],

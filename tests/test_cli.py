@@ -73,7 +73,7 @@ def test_benchmark_writes_json_and_table(tmp_path, capsys):
     assert r['wall_s']['n'] == 3 and 0 < r['device_s']['median'] <= r['wall_s']['median']
     assert r['compilations'] + r['compile_cache_hits'] >= 1 and r['compilations_while_timed'] == 0
     assert '| NoBRS |' in out.with_suffix('.md').read_text() and '| NoBRS |' in capsys.readouterr().out
-    assert main(['benchmark', '--checkpoint', str(R34_PTH), '--modes', 'f-BRS-Z']) == 1
+    assert main(['benchmark', '--checkpoint', str(R34_PTH), '--modes', 'f-BRS-Z']) == 2
 
 
 @requires_shared

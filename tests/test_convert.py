@@ -74,12 +74,25 @@ def test_malicious_pickle_is_refused_before_running(tmp_path, wrap_zip):
         _evil_zip(path, payload)
     else:
         path.write_bytes(payload)
-    with pytest.raises(CheckpointError, match=r'refused: the pickle names the global (posix|os|nt)\.system'):
+    with pytest.raises(CheckpointError, match=r"refused: the pickle names the global '(posix|os|nt)\.system'"):
         read_state_dict(path)
     assert not marker.exists()
     _evil_zip(path, pickle.dumps(_Eval(), protocol=2))
     with pytest.raises(CheckpointError, match=r'(builtins|__builtin__)\.eval'):
         read_state_dict(path)
+
+
+def test_pickle_cannot_modify_the_objects_it_may_use(tmp_path):
+    """BUILD on a whitelisted global (setting ``dtype`` on the FloatStorage stand-in, or
+    ``__defaults__`` of a rebuild function) is refused, and later files still read correctly."""
+    text = lambda b: b'X' + len(b).to_bytes(4, 'little') + b
+    attacks = [b'ctorch\nFloatStorage\n}' + text(b'dtype') + text(b'junk') + b'sb0}.',
+               b'ctorch._utils\n_rebuild_parameter\nN}' + text(b'__defaults__') + b'K\x07\x85s\x86b0}.']
+    for i, body in enumerate(attacks):
+        _evil_zip(tmp_path / f'build{i}.pth', b'\x80\x02' + body)
+        with pytest.raises(CheckpointError, match='tries to modify'):
+            read_state_dict(tmp_path / f'build{i}.pth')
+    assert set(read_state_dict(FIXTURES / 'tiny_zip.pth'))
 
 
 def test_unreadable_files_give_clear_errors(tmp_path):

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from conftest import REFERENCE, requires_shared
-from fbrs_jax.brs.objective import InputBias, click_masks, clicks_satisfied, make_objective
+from fbrs_jax.brs.objective import TapVariables, click_masks, clicks_satisfied, make_objective
 from fbrs_jax.eval.clicker import Click
 from fbrs_jax.inference.predictor import flip_clicks, points_nd
 
@@ -27,7 +27,7 @@ def test_input_brs_objective_and_gradient(r34_model, mode, tap, channels):
     np.testing.assert_array_equal(pts, f['points_nd'])
     pos, neg = click_masks(lists, hw)
     values = {'image': jnp.stack([image, image[:, ::-1]]), 'points': jnp.asarray(pts, jnp.float32)}
-    refine = InputBias(tap, channels, hw)
+    refine = TapVariables(tap, channels, 'pixel', 'none', hw, reg_bias_weight=1.0)
     objective = make_objective(r34_model.module, r34_model.variables, refine, values, None, pos, neg)
     value_and_grad = jax.jit(jax.value_and_grad(objective, has_aux=True))
     for i, x in enumerate([np.zeros(refine.size, np.float32), f['x1']]):
@@ -58,7 +58,6 @@ def test_click_masks_follow_numpy_slicing():
 def test_fbrs_objective_matches_the_trace_evaluations(r34_model, mode):
     """First objective evaluation of click 3 of the reference trace (zoomed crop, flip, warm
     start from the click-2 variables): same points and the same value to 1e-5."""
-    from fbrs_jax.brs.objective import ScaleBias
     from fbrs_jax.models.canvas import resize_ac
     from fbrs_jax.inference.zoom_in import transform_clicks
     from fbrs_jax.models.model import normalize
@@ -79,7 +78,7 @@ def test_fbrs_objective_matches_the_trace_evaluations(r34_model, mode):
     tap = r34_model.arch.fbrs_taps[mode]
     out = r34_model.apply(jnp.stack([crop, crop[:, ::-1]]), jnp.asarray(pts, jnp.float32), stop=tap)
     values = {n: out[n] for n in carry_names(r34_model.module.STAGES, tap)}
-    objective = make_objective(r34_model.module, r34_model.variables, ScaleBias(tap, out[tap].shape[-1]),
+    objective = make_objective(r34_model.module, r34_model.variables, TapVariables(tap, out[tap].shape[-1]),
                                values, tap, pos, neg)
     value, _ = jax.jit(objective)(jnp.asarray(trace['opt_data'][k - 1], jnp.float32))
     ref = trace['fun_values'][trace['fun_offsets'][k]]

@@ -5,7 +5,7 @@ import pytest
 
 import fbrs_jax
 from conftest import requires_shared
-from fbrs_jax.inference.factory import default_clicks_limit
+from fbrs_jax.brs.spec import PRESETS
 
 pytestmark = requires_shared
 IMAGE = np.random.default_rng(0).integers(0, 255, (40, 48, 3), np.uint8)
@@ -23,19 +23,19 @@ def test_every_mode_predicts(r34_model, mode):
         assert np.all((probs >= 0) & (probs <= 1))
         if mode != 'NoBRS':
             assert (p.stats.num_evals == 0) if k == 1 else (1 <= p.stats.num_evals <= 20 + 20)
-    assert p.net_clicks_limit == default_clicks_limit(mode)
+    assert p.net_clicks_limit == PRESETS[mode].clicks_limit == {'NoBRS': None, 'RGB-BRS': 5}.get(mode, 8)
 
 
 def test_knobs_and_errors(r34_model):
     p = fbrs_jax.make_predictor(r34_model, 'f-BRS-B', zoom_in={'target_size': 600}, maxfun=7,
-                                history=5, backend='scipy', net_clicks_limit=None, with_flip=False)
+                                history=5, solver='scipy', clicks_limit=None, with_flip=False)
     assert p.zoom.params.target_size == 600 and p.zoom.params.skip_clicks == 1
-    assert (p.brs.lbfgs.maxfun, p.brs.lbfgs.maxiter, p.brs.lbfgs.history) == (7, 14, 5)
+    assert (p.solver.maxfun, p.solver.maxiter, p.solver.history) == (7, 14, 5)
     assert p.net_clicks_limit is None and not p.with_flip
     with pytest.raises(ValueError, match='unknown mode'):
         fbrs_jax.make_predictor(r34_model, 'f-BRS-D')
     with pytest.raises(ValueError, match='unknown optimiser back end'):
-        fbrs_jax.make_predictor(r34_model, 'RGB-BRS', backend='lbfgsb')
+        fbrs_jax.make_predictor(r34_model, 'RGB-BRS', solver='lbfgsb')
     with pytest.raises(TypeError):
         fbrs_jax.make_predictor(r34_model, 'NoBRS', zoom=None)
 
@@ -56,3 +56,17 @@ def test_limit_longest_side(r34_model):
     p.set_image(IMAGE)
     probs = p.predict(CLICKS)
     assert probs.shape == (40, 48) and p.limit.roi_hw == (27, 32)
+
+
+@pytest.mark.parametrize('mode', ['NoBRS', 'f-BRS-B'])
+def test_zoom_onto_a_smaller_canvas(r34_model, mode):
+    """The second click zooms onto a 32x32 canvas, smaller than the image's 64x64 one: the step
+    switches programs (and, for f-BRS, carries its variables over)."""
+    p = fbrs_jax.make_predictor(r34_model, mode, zoom_in={'target_size': 32, 'min_crop_size': 16}, maxfun=2)
+    p.set_image(IMAGE)
+    p.predict(CLICKS[:1])
+    p.zoom.prev_probs = np.zeros((40, 48), np.float32)    # as if click 1 had found an object
+    p.zoom.prev_probs[12:28, 14:34] = 1.0
+    probs = p.predict(CLICKS)
+    assert p.last_net[1] == (32, 32) and p.full_canvas == (64, 64)
+    assert probs.shape == (40, 48) and np.isfinite(probs).all()

@@ -1,14 +1,16 @@
 """The BRS objective (SPEC §3.1-3.5): click masks, BRSMaskLoss, and the optimised variables.
 
-What is optimised is data: a ``Variables`` object says which tap it edits, how a flat vector
-maps onto the edit, and its regulariser. Input-BRS edits ``image`` or ``dist_maps`` with an
-additive bias; f-BRS edits a feature tap with a per-channel scale and bias. The objective is
-a pure function of the flat vector, so any solver (jaxopt, optax, SciPy) can drive it.
+What is optimised is data: a ``TapVariables`` object says which tap it edits, how a flat
+vector maps onto the edit, and its regulariser. Input-BRS edits ``image`` or ``dist_maps``
+with a per-pixel bias; f-BRS edits a feature tap with a per-channel scale and bias. The
+objective is a pure function of the flat vector, so any solver (jaxopt, optax, SciPy, Adam)
+can drive it.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -50,44 +52,54 @@ def mask_loss(probs, pos, neg):
 
 
 @dataclasses.dataclass(frozen=True)
-class InputBias:
-    """Additive bias on ``image`` (RGB-BRS) or ``dist_maps`` (DistMap-BRS), shape (1, C, h, w)
-    flattened in C order as the reference does; the flipped half gets the bias flipped within
-    the image width ``width`` (on a canvas, the bias outside the image gets no gradient and
-    stays zero)."""
+class TapVariables:
+    """The optimised variables at one tap (``RefinementSpec`` made concrete for a model and a
+    canvas): x = [s | b] with a per-channel scale s (``scale``: '1+s', 'tanh' or 'none') and a
+    bias b (``bias``: 'channel', 'pixel' or 'none'). A per-pixel bias has shape (1, C, h, w)
+    flattened in C order as the reference's input-BRS does; the flipped half gets it flipped
+    within the image width ``width`` (on a canvas, the bias outside the image gets no gradient
+    and stays zero). Regulariser: ``reg_weight * (sum s^2 + reg_bias_weight * sum b^2)``, the
+    per-pixel bias summed over both halves. RGB-/DistMap-BRS: a pixel bias at ``image`` /
+    ``dist_maps`` (reg_bias_weight 1); f-BRS: '1+s' and a channel bias at a feature tap."""
     tap: str
     channels: int
-    hw: tuple[int, int]
-    reg_weight: float = 1e-3
-
-    @property
-    def size(self) -> int:
-        return self.channels * self.hw[0] * self.hw[1]
-
-    def edits_and_reg(self, x, with_flip: bool, width=None):
-        delta = jnp.transpose(x.reshape(1, self.channels, *self.hw), (0, 2, 3, 1))
-        width = self.hw[1] if width is None else width
-        full = jnp.concatenate([delta, flip_w(delta, width, axis=2)]) if with_flip else delta
-        reg = self.reg_weight * jnp.sum(full ** 2)
-        return {self.tap: lambda v: v + full.astype(v.dtype)}, reg
-
-
-@dataclasses.dataclass(frozen=True)
-class ScaleBias:
-    """Per-channel ``F * (1 + s) + b`` at a feature tap (f-BRS); x = [s | b]."""
-    tap: str
-    channels: int
+    bias: str = 'channel'
+    scale: str = '1+s'
+    hw: Optional[tuple[int, int]] = None     # per-pixel bias: the tap's (h, w) (the net canvas)
     reg_weight: float = 1e-3
     reg_bias_weight: float = 10.0
 
     @property
+    def per_pixel(self) -> bool:
+        """Its size depends on the canvas: reset, not carried over, when the input changes."""
+        return self.bias == 'pixel'
+
+    @property
+    def scale_size(self) -> int:
+        return 0 if self.scale == 'none' else self.channels
+
+    @property
     def size(self) -> int:
-        return 2 * self.channels
+        bias = {'none': 0, 'channel': self.channels}.get(self.bias) if not self.per_pixel \
+            else self.channels * self.hw[0] * self.hw[1]
+        return self.scale_size + bias
 
     def edits_and_reg(self, x, with_flip: bool, width=None):
-        s, b = x[:self.channels], x[self.channels:]
-        reg = self.reg_weight * (jnp.sum(s ** 2) + self.reg_bias_weight * jnp.sum(b ** 2))
-        return {self.tap: lambda f: f * (1.0 + s).astype(f.dtype) + b.astype(f.dtype)}, reg
+        s, b = x[:self.scale_size], x[self.scale_size:]
+        if self.per_pixel:
+            delta = jnp.transpose(b.reshape(1, self.channels, *self.hw), (0, 2, 3, 1))
+            width = self.hw[1] if width is None else width
+            b = jnp.concatenate([delta, flip_w(delta, width, axis=2)]) if with_flip else delta
+        terms = (([jnp.sum(s ** 2)] if self.scale != 'none' else [])
+                 + ([self.reg_bias_weight * jnp.sum(b ** 2)] if self.bias != 'none' else []))
+        reg = self.reg_weight * functools.reduce(operator.add, terms)
+        factor = {'1+s': lambda: 1.0 + s, 'tanh': lambda: 1.0 + jnp.tanh(s)}.get(self.scale)
+
+        def edit(f):
+            if factor is not None:
+                f = f * factor().astype(f.dtype)
+            return f + b.astype(f.dtype) if self.bias != 'none' else f
+        return {self.tap: edit}, reg
 
 
 def make_objective(module, variables, refine, values: Mapping[str, jnp.ndarray], start, pos, neg,

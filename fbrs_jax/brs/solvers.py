@@ -1,4 +1,4 @@
-"""L-BFGS back ends for the BRS solve, behind one interface.
+"""Back ends for the BRS solve (L-BFGS, and Adam as a first-order baseline), behind one interface.
 
 A back end is called as ``backend(fun, args, x0, mask0, settings) -> SolveResult`` where
 ``fun(x, last_mask, has_last, *args) -> (loss, aux)`` is the BRS objective with the reference's stop
@@ -29,13 +29,15 @@ import optax
 
 
 @dataclasses.dataclass(frozen=True)
-class LBFGSSettings:
-    """The reference's ``fmin_l_bfgs_b`` call: m=20, factr=0, pgtol=1e-8, maxfun=20, maxiter=40."""
+class SolverSettings:
+    """The reference's ``fmin_l_bfgs_b`` call: m=20, factr=0, pgtol=1e-8, maxfun=20, maxiter=40;
+    ``learning_rate`` is for first-order back ends only."""
     maxfun: int = 20
     maxiter: int = 40
     history: int = 20
     pgtol: float = 1e-8
     maxls: int = 20
+    learning_rate: float = 0.01
 
 
 class SolveResult(NamedTuple):
@@ -115,7 +117,7 @@ class JaxoptLBFGS:
     name = 'jaxopt'
     on_device = True
 
-    def __call__(self, fun: Callable, args, x0, mask0, s: LBFGSSettings) -> SolveResult:
+    def __call__(self, fun: Callable, args, x0, mask0, s: SolverSettings) -> SolveResult:
         fun = _bind(fun, args)
         linesearch = _zoom_linesearch_cls()(fun=fun, has_aux=True, maxiter=s.maxls, max_stepsize=1e10)
         solver = _jaxopt().LBFGS(fun=fun, has_aux=True, maxiter=s.maxiter, tol=s.pgtol,
@@ -148,7 +150,7 @@ class OptaxLBFGS:
     name = 'optax'
     on_device = True
 
-    def __call__(self, fun: Callable, args, x0, mask0, s: LBFGSSettings) -> SolveResult:
+    def __call__(self, fun: Callable, args, x0, mask0, s: SolverSettings) -> SolveResult:
         fun = _bind(fun, args)
         opt = optax.lbfgs(memory_size=s.history, linesearch=optax.scale_by_zoom_linesearch(
             max_linesearch_steps=s.maxls, initial_guess_strategy='one'))
@@ -185,7 +187,7 @@ class ScipyLBFGSB:
     name = 'scipy'
     on_device = False
 
-    def __call__(self, fun: Callable, args, x0, mask0, s: LBFGSSettings) -> SolveResult:
+    def __call__(self, fun: Callable, args, x0, mask0, s: SolverSettings) -> SolveResult:
         from scipy.optimize import fmin_l_bfgs_b
         book = {'best_loss': None, 'best_logits': None, 'last_mask': None, 'n': 0}
         value_and_grad = _host_value_and_grad(fun)
@@ -207,7 +209,37 @@ class ScipyLBFGSB:
         return SolveResult(x, book['best_logits'], book['best_loss'], book['n'], info['nit'])
 
 
-BACKENDS = {b.name: b for b in (JaxoptLBFGS(), OptaxLBFGS(), ScipyLBFGSB())}
+@dataclasses.dataclass(frozen=True)
+class AdamSteps:
+    """Adam at ``s.learning_rate`` for at most ``s.maxfun`` evaluations (the first at x0, then
+    one per step); a zero gradient (clicks satisfied, mask stagnated, or a click that is not
+    optimised) ends the loop. Returns the last iterate and the lowest-loss logits."""
+    name = 'adam'
+    on_device = True
+
+    def __call__(self, fun: Callable, args, x0, mask0, s: SolverSettings) -> SolveResult:
+        fun = _bind(fun, args)
+        opt = optax.adam(s.learning_rate)
+        value_and_grad = jax.value_and_grad(fun, has_aux=True)
+        (loss0, aux0), grad0 = value_and_grad(x0, mask0, jnp.asarray(False))
+
+        def cond(c):
+            x, st, carry, evals, g = c
+            return (evals < s.maxfun) & (jnp.max(jnp.abs(g)) > 0)
+
+        def body(c):
+            x, st, carry, evals, g = c
+            updates, st = opt.update(g, st, x)
+            x = optax.apply_updates(x, updates)
+            (loss, aux), g = value_and_grad(x, carry['last_mask'], carry['has_last'])
+            return x, st, _track(carry, loss, aux), evals + 1, g
+
+        init = (x0, opt.init(x0), _init_loop_state(loss0, aux0), jnp.asarray(1), grad0)
+        x, _, carry, evals, _ = jax.lax.while_loop(cond, body, init)
+        return SolveResult(x, carry['best_logits'], carry['best_loss'], evals, evals - 1)
+
+
+BACKENDS = {b.name: b for b in (JaxoptLBFGS(), OptaxLBFGS(), ScipyLBFGSB(), AdamSteps())}
 
 
 def get_backend(name: str):

@@ -38,7 +38,10 @@ def load_pth(path: str, precision: Any = 'highest') -> Model:
     """Official checkpoint -> model (architecture auto-detected, strict mapping)."""
     path = os.fspath(path)
     sd = read_state_dict(path)
-    arch = detect_arch(sd)
+    try:
+        arch = detect_arch(sd)
+    except CheckpointError as e:
+        raise CheckpointError(f'{path}: {e}') from None
     module = build_module(arch, precision)
     try:
         variables = variables_from_state_dict(variables_template(module), sd)

@@ -45,12 +45,36 @@ STORAGE_DTYPES: dict[str, Callable[[], np.dtype]] = {
 }
 
 
-class _StorageType:
+class _Frozen:
+    """Objects the pickle can reach must not be modifiable by it: the BUILD opcode would
+    otherwise set attributes on them and change how every later file is read."""
+    __slots__ = ()
+
+    def __setattr__(self, name, value):
+        raise CheckpointError('the pickle tries to modify an object it may only use')
+
+    def __setstate__(self, state):
+        raise CheckpointError('the pickle tries to modify an object it may only use')
+
+
+class _StorageType(_Frozen):
     """Stand-in for ``torch.<X>Storage`` classes: only carries the element dtype."""
+    __slots__ = ('name', 'dtype')
 
     def __init__(self, name: str):
-        self.name = name
-        self.dtype = STORAGE_DTYPES[name]()
+        object.__setattr__(self, 'name', name)
+        object.__setattr__(self, 'dtype', STORAGE_DTYPES[name]())
+
+
+class _Callable(_Frozen):
+    """A whitelisted function or class as the pickle sees it: callable, nothing else."""
+    __slots__ = ('_fn',)
+
+    def __init__(self, fn: Callable):
+        object.__setattr__(self, '_fn', fn)
+
+    def __call__(self, *args):
+        return self._fn(*args)
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
@@ -81,9 +105,9 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *args):
 
 
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ('collections', 'OrderedDict'): collections.OrderedDict,
-    ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor_v2,
-    ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+    ('collections', 'OrderedDict'): _Callable(collections.OrderedDict),
+    ('torch._utils', '_rebuild_tensor_v2'): _Callable(_rebuild_tensor_v2),
+    ('torch._utils', '_rebuild_parameter'): _Callable(_rebuild_parameter),
     **{('torch', name): _StorageType(name) for name in STORAGE_DTYPES},
 }
 
@@ -98,7 +122,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except (KeyError, TypeError):
-            raise CheckpointError(f'refused: the pickle names the global {module}.{name}, '
+            raise CheckpointError(f'refused: the pickle names the global {f"{module}.{name}"!r}, '
                                   'which a state dict never needs') from None
 
     def persistent_load(self, pid):
@@ -137,12 +161,16 @@ def _read_zip(path: str) -> Any:
             member = f'{prefix}data/{key}'
             if member not in names:
                 raise CheckpointError(f'storage {key!r} is missing from the archive')
+            need = numel * stype.dtype.itemsize
+            if zf.getinfo(member).file_size != need:     # checked before anything is decompressed
+                raise CheckpointError(f'storage {key!r} holds {zf.getinfo(member).file_size} bytes, '
+                                      f'{need} expected')
             return _buffer_to_array(zf.read(member), stype.dtype, numel, f'storage {key!r}')
 
         return _RestrictedUnpickler(io.BytesIO(zf.read(pkl[0])), load_storage).load()
 
 
-def _read_legacy(f) -> Any:
+def _read_legacy(f, file_size: int) -> Any:
     def load_plain():
         return _RestrictedUnpickler(f, _no_storage).load()
 
@@ -157,6 +185,8 @@ def _read_legacy(f) -> Any:
 
     def defer(stype: _StorageType, key: str, numel: int) -> np.ndarray:
         # Storages follow the pickle; hand out a placeholder filled in below.
+        if numel * stype.dtype.itemsize > file_size:
+            raise CheckpointError(f'storage {key!r} claims {numel} elements, more than the file holds')
         wanted[key] = (stype, numel)
         return np.empty(numel, stype.dtype)
 
@@ -197,7 +227,10 @@ def read_state_dict(path: str | os.PathLike) -> 'collections.OrderedDict[str, np
             obj = _read_zip(path)
         else:
             with open(path, 'rb') as f:
-                obj = _read_legacy(f)
+                if f.read(4) == b'PK\x03\x04':
+                    raise CheckpointError('truncated or corrupt zip archive (no central directory)')
+                f.seek(0)
+                obj = _read_legacy(f, size)
     except CheckpointError as e:
         raise CheckpointError(f'{path}: {e}') from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile) as e:

@@ -56,11 +56,15 @@ def detect_arch(sd: Mapping[str, np.ndarray], norm_radius: float = 260.0) -> Arc
         raise CheckpointError(f'unknown DeepLab backbone with {n} parameter tensors')
     if 'aspp_dropout' in sd:
         # Reference quirk: with an explicit aspp_dropout entry the channel count stays at 128.
-        return Arch('deeplab', backbone, 128, float(np.asarray(sd['aspp_dropout']).reshape(-1)[0]),
-                    norm_radius=norm_radius)
+        rate = np.asarray(sd['aspp_dropout'], np.float64).reshape(-1)
+        if rate.size != 1 or not 0.0 <= rate[0] < 1.0:
+            raise CheckpointError(f'entry aspp_dropout must be one rate in [0, 1), got {rate[:4].tolist()}')
+        return Arch('deeplab', backbone, 128, float(rate[0]), norm_radius=norm_radius)
     key = 'feature_extractor.aspp.project.0.weight'
     if key not in sd:
         raise CheckpointError(f'DeepLab state dict lacks {key}')
+    if np.ndim(sd[key]) != 4:
+        raise CheckpointError(f'tensor {key} has shape {tuple(np.shape(sd[key]))}, a 4-d convolution kernel is needed')
     ch = int(sd[key].shape[0])
     return Arch('deeplab', backbone, ch, 0.5 if ch == 256 else 0.2, norm_radius=norm_radius)
 
@@ -96,9 +100,10 @@ def variables_from_state_dict(template, sd: Mapping[str, np.ndarray]) -> dict:
                                       f'the architecture needs {_torch_shape(collection, path[-1], leaf.shape)}')
             if not np.issubdtype(value.dtype, np.floating):
                 raise CheckpointError(f'tensor {key} has dtype {value.dtype}, a float type is needed')
+            value = value.astype(np.float32)
             if not np.all(np.isfinite(value)):
-                raise CheckpointError(f'tensor {key} contains NaN or Inf')
-            flat[path] = value.astype(np.float32)
+                raise CheckpointError(f'tensor {key} contains NaN or Inf (in float32)')
+            flat[path] = value
             used.add(key)
         out[collection] = traverse_util.unflatten_dict(flat)
     for key in sd:

@@ -41,12 +41,26 @@ class Scene(NamedTuple):
 
 
 def read_rgb(path: pathlib.Path) -> np.ndarray:
-    """uint8 (H, W, 3) RGB, EXIF orientation applied."""
+    """uint8 (H, W, 3) RGB as the reference's ``cv2.imread(path)`` + BGR->RGB sees the file:
+    EXIF orientation applied, alpha dropped, gray replicated, 16 bits scaled by ``>> 8``, CMYK
+    converted with OpenCV's formula."""
     try:
         with Image.open(path) as im:
-            return np.asarray(ImageOps.exif_transpose(im).convert('RGB'), np.uint8)
-    except (OSError, UnidentifiedImageError) as e:
+            return _opencv_rgb(ImageOps.exif_transpose(im))
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise DatasetError(f'cannot read image {path}: {e}') from None
+
+
+def _opencv_rgb(im: Image.Image) -> np.ndarray:
+    if im.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I'):          # 16-bit gray (PIL would clip)
+        gray = (np.asarray(im).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if im.mode == 'CMYK':
+        # PIL hands out inverted values (Adobe convention); OpenCV converts the stored ones:
+        # channel = k - ((255 - c) * k >> 8)
+        c, m, y, k = np.moveaxis(255 - np.asarray(im, np.int32), -1, 0)
+        return np.stack([k - (((255 - v) * k) >> 8) for v in (c, m, y)], -1).astype(np.uint8)
+    return np.asarray(im.convert('RGB'), np.uint8)
 
 
 def image_hw(path: pathlib.Path) -> tuple[int, int]:
@@ -83,18 +97,35 @@ def _key(image_path: pathlib.Path) -> str:
     return image_path.name.split('.')[0]
 
 
+def _files(folder: pathlib.Path) -> list[pathlib.Path]:
+    """``folder/*.*`` as the reference globs it, minus hidden files and ``Thumbs.db`` (which
+    the reference would try to read as images and fail on)."""
+    return sorted(p for p in folder.glob('*.*') if p.is_file() and not p.name.startswith('.')
+                  and p.name != 'Thumbs.db')
+
+
+def _listing(names: list[str], limit: int = 5) -> str:
+    return ', '.join(names[:limit]) + (f' and {len(names) - limit} more' if len(names) > limit else '')
+
+
 class PairedFolders:
     """Images ``images_dir/*.*`` sorted by path; the mask of ``a.b.jpg`` is the file in
-    ``masks_dir`` whose stem is ``a`` (the reference's ``name.split('.')[0]`` lookup)."""
+    ``masks_dir`` whose stem is ``a`` (the reference's ``name.split('.')[0]`` lookup). An
+    empty folder, an image without a mask or a mask without an image is a ``DatasetError``."""
 
     def __init__(self, root, images_dir: str, masks_dir: str, read_mask: Callable):
         root = _require_dir(pathlib.Path(root))
-        self.images = sorted(_require_dir(root / images_dir).glob('*.*'))
-        self.masks = {p.stem: p for p in _require_dir(root / masks_dir).glob('*.*')}
+        self.images = _files(_require_dir(root / images_dir))
+        self.masks = {p.stem: p for p in _files(_require_dir(root / masks_dir))}
+        if not self.images:
+            raise DatasetError(f'no images in {root / images_dir}')
         missing = [p.name for p in self.images if _key(p) not in self.masks]
         if missing:
-            raise DatasetError(f'no mask in {root / masks_dir} for {missing[0]}'
-                               + (f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''))
+            raise DatasetError(f'no mask in {root / masks_dir} for {_listing(missing)}')
+        keys = {_key(p) for p in self.images}
+        orphans = [p.name for stem, p in sorted(self.masks.items()) if stem not in keys]
+        if orphans:
+            raise DatasetError(f'no image in {root / images_dir} for the masks {_listing(orphans)}')
         self.read_mask = read_mask
 
     def __len__(self) -> int:
@@ -138,7 +169,10 @@ def _sbd_names(root: pathlib.Path, split: str) -> list[str]:
     listing = root / f'{split}.txt'
     if not listing.is_file():
         raise DatasetError(f'SBD split list not found: {listing}')
-    return listing.read_text().split()
+    names = listing.read_text().split()
+    if not names:
+        raise DatasetError(f'SBD split list {listing} is empty')
+    return names
 
 
 class SBDInstances:

@@ -98,7 +98,7 @@ class BatchedEvaluator:
 
     def _state(self, spec, lanes, states, home, predictor) -> steps.StepState:
         """The batch state of ``spec``'s canvas; f-BRS variables of lanes whose state lives on
-        another canvas are moved over (input-BRS variables are reset on a new input anyway)."""
+        another canvas are moved over (per-pixel variables are reset on a new input anyway)."""
         canvas = spec.net_canvas
         if canvas not in states:
             one = predictor.initial_state(spec)
@@ -106,7 +106,7 @@ class BatchedEvaluator:
                 lambda a: np.broadcast_to(a, (self.batch,) + a.shape).copy(), one))
         state = states[canvas]
         movers = [i for i in lanes if home[i] is not None and home[i] != canvas]
-        if spec.kind == 'feature' and movers:
+        if spec.kind != 'NoBRS' and not spec.refine.per_pixel and movers:
             x = np.array(state.x)
             for i in movers:
                 x[i] = np.asarray(states[home[i]].x)[i]

@@ -112,7 +112,7 @@ def run_benchmark(model, checkpoint: str, modes: Sequence[str], size: tuple[int,
     kwargs = dict(with_flip=with_flip, zoom_in={'target_size': zoom_target} if zoom_target else None)
     results = {}
     for mode in modes:
-        mode_kwargs = dict(kwargs, **({} if mode == 'NoBRS' else {'backend': backend}))
+        mode_kwargs = dict(kwargs, **({} if mode == 'NoBRS' else {'solver': backend}))
         results[mode] = benchmark_mode(model, mode, sample, clicks, repeats, batch, **mode_kwargs)
     return {'benchmark': 'click_latency', 'checkpoint': checkpoint, 'arch': model.arch.name,
             'checkpoint_sha256': model.source.get('sha256'),

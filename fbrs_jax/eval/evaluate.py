@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 import time
 from typing import Optional, Sequence
 
 import numpy as np
 
+from ..brs.spec import RefinementSpec, preset
 from .clicker import Clicker
 from .metrics import iou, mean_iou_curve, summarize
 
@@ -30,11 +32,26 @@ class EvalSettings:
     zoom_in: bool = True
     clicks_limit: Optional[int] = None        # None: the mode's default (5 / 8 / all), -1: all
     max_samples: Optional[int] = None         # first N samples of each dataset
+    zoom_target: Optional[int] = None         # None: the dataset's (``zoom_target``)
+    refinement: Optional[RefinementSpec] = None   # given: used as is (``mode`` is its name)
+
+    def refinement_spec(self) -> RefinementSpec:
+        """The predictor's spec: ``refinement``, or the mode's preset with these settings."""
+        if self.refinement is not None:
+            return self.refinement
+        overrides = dict(with_flip=self.with_flip, zoom_in=self.zoom_in, prob_thresh=self.pred_thr)
+        if self.mode != 'NoBRS':
+            overrides['solver'] = self.backend
+        if self.clicks_limit is not None:
+            overrides['clicks_limit'] = None if self.clicks_limit == -1 else self.clicks_limit
+        return preset(self.mode, **overrides)
 
 
 def zoom_target(dataset: str) -> int:
-    """The evaluation script's ZoomIn target: 600 for DAVIS, 400 otherwise."""
-    return 600 if dataset == 'DAVIS' else 400
+    """ZoomIn target size: the evaluation script's 600 for DAVIS and 400 for the other real sets;
+    240 for ``synthetic_shapes``, whose 240×320 scenes are the scale its models are trained at
+    (400 would upscale every zoomed crop ~1.7× beyond it)."""
+    return {'DAVIS': 600, 'synthetic_shapes': 240}.get(dataset, 400)
 
 
 def timed_predict(predictor, clicks) -> tuple[np.ndarray, float, int]:
@@ -65,6 +82,18 @@ def evaluate_sample(predictor, image, gt, n_clicks: int, target_iou: float, pred
             'evals': evals, 'seconds': seconds}
 
 
+def write_atomic(path: pathlib.Path, text: str) -> None:
+    """Replace ``path`` by ``text`` in one step: a kill or a full disk leaves the old file or the
+    new one, never a torn one."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(path.name + '.tmp')
+    with open(tmp, 'w') as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 class ResultsFile:
     """``<dataset>.jsonl``: one JSON line per finished sample (a torn last line is dropped)."""
 
@@ -79,7 +108,7 @@ class ResultsFile:
                 except json.JSONDecodeError:
                     break                      # interrupted while writing: redo that sample
             if repair:
-                path.write_text(''.join(json.dumps(r) + '\n' for r in self.records))
+                write_atomic(path, ''.join(json.dumps(r) + '\n' for r in self.records))
 
     def done(self) -> set[int]:
         return {r['index'] for r in self.records}

@@ -17,7 +17,7 @@ import time
 
 from ..inference.factory import make_predictor
 from ..inference.predictor import round_up
-from .evaluate import (EvalSettings, ResultsFile, dataset_summary, evaluate_sample, format_table,
+from .evaluate import (EvalSettings, ResultsFile, dataset_summary, evaluate_sample, format_table, write_atomic,
                        plot_curves, zoom_target)
 from .runinfo import CompileCounter, environment
 
@@ -29,11 +29,9 @@ def dataset_canvas(reader, n: int) -> tuple[int, int]:
 
 
 def _predictor_factory(model, settings: EvalSettings, dataset: str, canvas):
-    limit = settings.clicks_limit
-    kwargs = {} if limit is None else {'net_clicks_limit': None if limit == -1 else limit}
-    zoom = {'target_size': zoom_target(dataset)} if settings.zoom_in else None
-    return lambda: make_predictor(model, settings.mode, with_flip=settings.with_flip, backend=settings.backend,
-                                  prob_thresh=settings.pred_thr, zoom_in=zoom, canvas=canvas, **kwargs)
+    spec = settings.refinement_spec()
+    zoom = {'target_size': settings.zoom_target or zoom_target(dataset)} if spec.zoom_in else None
+    return lambda: make_predictor(model, spec, zoom_in=zoom, canvas=canvas)
 
 
 class _Shards:
@@ -68,7 +66,7 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
         if {k: previous.get(k) for k in run} != run:
             raise ValueError(f'{out} holds results of a different run (see {run_file}); choose another --out')
     if process == 0:
-        run_file.write_text(json.dumps(run, indent=1))
+        write_atomic(run_file, json.dumps(run, indent=1))
 
     sizes = {name: len(r) if settings.max_samples is None else min(len(r), settings.max_samples)
              for name, r in readers.items()}
@@ -78,7 +76,12 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
         canvases[name] = dataset_canvas(reader, n)
         new_predictor = _predictor_factory(model, settings, name, canvases[name])
         shards = shard_files[name] = _Shards(out, name, process, processes)
-        done = {r['index'] for r in shards.records()}
+        records = shards.records()
+        stale = next((r for r in records if r['index'] < len(reader) and r['name'] != reader.name(r['index'])), None)
+        if stale is not None:
+            raise ValueError(f'{out} holds results for another version of {name}: sample {stale["index"]} was '
+                             f'{stale["name"]}, now {reader.name(stale["index"])}; choose another --out')
+        done = {r['index'] for r in records}
         chunks = [list(range(i, min(i + batch, n))) for i in range(0, n, batch)][process::processes]
         todo = [c for c in ([i for i in chunk if i not in done] for chunk in chunks) if c]
         bar = tqdm(total=sum(map(len, chunks)), initial=sum(map(len, chunks)) - sum(map(len, todo)),
@@ -115,7 +118,7 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
     summary = {**run, 'environment': environment(), 'batch': batch, 'processes': processes,
                'canvases': {k: list(v) for k, v in canvases.items()},
                'compilation': counter.read(), 'session_s': time.perf_counter() - t_start, 'datasets': summaries}
-    (out / 'summary.json').write_text(json.dumps(summary, indent=1))
+    write_atomic(out / 'summary.json', json.dumps(summary, indent=1))
     plot_curves(out / 'iou_vs_clicks.png', {settings.mode: summaries})
     print(f'results in {out}/ (summary.json, iou_vs_clicks.png, <dataset>.jsonl)')
     return summary

@@ -16,28 +16,17 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 import jax
 
-from ..brs.objective import PROB_THRESH, click_masks
-from ..brs.solvers import LBFGSSettings, get_backend
+from ..brs.objective import TapVariables, click_masks
+from ..brs.solvers import SolverSettings, get_backend
+from ..brs.spec import INPUT_TAPS, PRESETS, RefinementSpec
 from ..eval.clicker import Click
-from ..models.model import Model, normalize
+from ..models.model import TEMPLATE_HW, Model, normalize
+from ..models.taps import tap_names
 from . import step as steps
 from .zoom_in import LimitLongestSide, ZoomIn, ZoomInParams, transform_clicks
 
-INPUT_TAPS = {'RGB-BRS': ('image', 3), 'DistMap-BRS': ('dist_maps', 2)}
 CANVAS_STEP = 32     # full-image canvases are rounded up to this (when none is given)
 CLICK_SLOTS = 20     # without a clicks limit, points are padded to a multiple of this
-
-
-@dataclasses.dataclass(frozen=True)
-class BRSSettings:
-    """The reference functor and optimiser defaults (SPEC 2.1)."""
-    prob_thresh: float = PROB_THRESH
-    min_iou_diff: float = 0.01
-    reg_weight: float = 1e-3
-    reg_bias_weight: float = 10.0
-    optimize_after_n_clicks: int = 1
-    lbfgs: LBFGSSettings = LBFGSSettings()
-    backend: str = 'jaxopt'
 
 
 @dataclasses.dataclass
@@ -90,51 +79,56 @@ def round_up(hw, step: int = CANVAS_STEP) -> tuple[int, int]:
     return tuple(-(-int(s) // step) * step for s in hw)
 
 
-def _kind(mode: str) -> str:
-    return 'NoBRS' if mode == 'NoBRS' else 'input' if mode in INPUT_TAPS else 'feature'
-
-
 class Predictor:
-    """One predictor for every mode. Transforms and warm-start rules follow the reference:
+    """One predictor for every ``RefinementSpec``. Transforms and warm-start rules follow the
+    reference:
 
-    * RGB-/DistMap-BRS optimise an input bias, reset to zeros whenever the network input
-      changes (a ZoomIn trigger) or its size differs - the reference crashes on the latter
-      (T13 path); resetting is our defined behaviour.
-    * f-BRS-A/B/C optimise a per-channel scale and bias at the mode's tap; the variables
-      persist across clicks and zoom changes; the cached tap input is recomputed when
-      #clicks <= the clicks limit, the network input changed, there is none, or (ours, where
-      the reference would mix sizes) the canvas changed.
+    * per-pixel variables (RGB-/DistMap-BRS: an input bias) are reset to zeros whenever the
+      network input changes (a ZoomIn trigger) or its size differs - the reference crashes on
+      the latter (T13 path); resetting is our defined behaviour.
+    * per-channel variables (f-BRS-A/B/C: scale and bias at the mode's tap) persist across
+      clicks and zoom changes.
+    * at a tap after the inputs, the tap's input is cached and recomputed when #clicks <= the
+      clicks limit, the network input changed, there is none, or (ours, where the reference
+      would mix sizes) the canvas changed; at ``image`` / ``dist_maps`` the whole network
+      runs at every evaluation.
 
     ``canvas``: the full-image canvas (H, W) every image of a run is placed on (one compiled
     program for all of them); default: each image's size rounded up to a multiple of 32.
     """
 
-    def __init__(self, model: Model, mode: str = 'NoBRS', *, with_flip: bool = True,
+    def __init__(self, model: Model, spec: RefinementSpec = PRESETS['NoBRS'], *,
                  zoom_in: Optional[ZoomInParams] = ZoomInParams(), max_size: Optional[int] = None,
-                 net_clicks_limit: Optional[int] = None, brs: BRSSettings = BRSSettings(),
-                 canvas: Optional[tuple[int, int]] = None):
+                 canvas: Optional[tuple[int, int]] = None, name: Optional[str] = None):
         self.model = model
-        self.mode = mode
-        self.kind = _kind(mode)
-        self.with_flip = with_flip
-        self.zoom = ZoomIn(zoom_in) if zoom_in is not None else None
+        self.spec = spec
+        self.name = name or (spec.tap or 'NoBRS')
+        self.with_flip = spec.with_flip
+        self.zoom = ZoomIn(zoom_in) if zoom_in is not None and spec.zoom_in else None
         self.limit = LimitLongestSide(max_size) if max_size is not None else None
-        self.net_clicks_limit = net_clicks_limit
-        self.brs = brs
+        self.net_clicks_limit = spec.clicks_limit
         self.canvas = None if canvas is None else (int(canvas[0]), int(canvas[1]))
-        self.backend = get_backend(brs.backend) if self.kind != 'NoBRS' else None
+        self.tap = spec.resolve_tap(model.arch.fbrs_taps)
+        self.kind = 'NoBRS' if self.tap is None else 'input' if self.tap in INPUT_TAPS else 'feature'
+        self.solver = SolverSettings(maxfun=spec.maxfun, maxiter=2 * spec.maxfun, history=spec.history,
+                                     learning_rate=spec.learning_rate)
+        self.backend = get_backend(spec.solver) if self.kind != 'NoBRS' else None
         self.on_device = self.backend is None or self.backend.on_device
-        self.tap, self.channels = self._variables_layout()
+        self.channels = self._check_tap() if self.kind != 'NoBRS' else 0
         self.image = None
         self.stats = SolveStats()
 
-    def _variables_layout(self):
-        if self.kind == 'NoBRS':
-            return None, 0
-        if self.kind == 'input':
-            return INPUT_TAPS[self.mode]
-        tap = self.model.arch.fbrs_taps[self.mode]
-        return tap, self.model.tap_channels(tap)
+    def _check_tap(self) -> int:
+        """The tap's channel count, after checking that the spec can be placed there."""
+        names = tap_names(self.model.module.STAGES)
+        if self.tap not in names or self.tap == 'points':
+            raise ValueError(f'cannot optimise at {self.tap!r}; taps of {self.model.arch.name}: '
+                             f'{", ".join(n for n in names if n != "points")}')
+        shape = self.model.tap_shape(self.tap)
+        if self.spec.bias == 'pixel' and tuple(shape[1:3]) != TEMPLATE_HW:
+            raise ValueError(f'a per-pixel bias needs a tap at the input resolution (image, dist_maps, '
+                             f'rgb_conv); {self.tap!r} is at 1/{TEMPLATE_HW[0] // shape[1]} of it')
+        return int(shape[-1])
 
     # -- public API ------------------------------------------------------------------------
     def set_image(self, image_uint8_hwc) -> None:
@@ -203,7 +197,10 @@ class Predictor:
 
     def plan(self, clicks: Sequence[Click]) -> Plan:
         """Validate the clicks, apply the forward transforms' decisions, and build the step."""
-        clicks = [Click(*c) for c in clicks]
+        try:
+            clicks = [Click(*c) for c in clicks]
+        except TypeError:
+            raise ValueError('clicks must be (row, col, is_positive) triples') from None
         self._validate(clicks)
         crops, crop_boxes, crop_hw = [], [], []
         hw, changed, net_clicks = self.full_hw, False, clicks
@@ -247,7 +244,7 @@ class Predictor:
         optimize = reset = recompute = False
         if self.kind != 'NoBRS':
             pos, neg = click_masks(lists, hw, net_canvas)
-            optimize = len(clicks) > self.brs.optimize_after_n_clicks
+            optimize = len(clicks) > self.spec.optimize_after_n_clicks
             same_input = self._last_net == (net_canvas, hw)
             reset = changed or not same_input
             recompute = (changed or limit is None or len(clicks) <= limit
@@ -275,10 +272,12 @@ class Predictor:
         return out
 
     def _spec(self, net_canvas, crops, pastes) -> steps.StepSpec:
-        b = self.brs
-        return steps.StepSpec(self.model.module, self.kind, self.with_flip, net_canvas, crops, pastes,
-                              self.tap, self.channels, b.prob_thresh, b.min_iou_diff, b.reg_weight,
-                              b.reg_bias_weight, self.backend if self.on_device else None, b.lbfgs)
+        s = self.spec
+        refine = None if self.kind == 'NoBRS' else TapVariables(
+            self.tap, self.channels, s.bias, s.scale, net_canvas if s.bias == 'pixel' else None,
+            s.reg_weight, s.reg_bias_weight)
+        return steps.StepSpec(self.model.module, self.kind, self.with_flip, net_canvas, crops, pastes, refine,
+                              s.prob_thresh, s.min_iou_diff, self.backend if self.on_device else None, self.solver)
 
     def initial_state(self, spec: steps.StepSpec) -> steps.StepState:
         """Zero variables and cache for a spec's canvas (NumPy)."""
@@ -292,8 +291,9 @@ class Predictor:
         fresh = self.initial_state(spec)
         if self.on_device:
             fresh = jax.tree_util.tree_map(lambda a: a[None], fresh)
-        # f-BRS variables persist across canvases; input-BRS variables are reset on a new input
-        return fresh._replace(x=state.x) if state is not None and spec.kind == 'feature' else fresh
+        # per-channel variables persist across canvases; per-pixel ones are reset on a new input
+        keep = state is not None and spec.kind != 'NoBRS' and not spec.refine.per_pixel
+        return fresh._replace(x=state.x) if keep else fresh
 
     def _host_solve(self, plan: Plan, inp, state):
         """The SciPy path: the network input as one program, L-BFGS-B on the host, the merge."""
@@ -301,11 +301,11 @@ class Predictor:
         values, cache = steps.host_problem(spec, self.model.variables, inp, state.cache, plan.recompute)
         args = steps.function_args(self.model.variables, values, inp)
         x = state.x
-        if spec.kind == 'input' and bool(inp.reset):
+        if spec.refine.per_pixel and bool(inp.reset):
             x = np.zeros(spec.refine.size, np.float32)   # the reference restarts from float32 zeros
         if bool(inp.optimize):
             result = backend(spec.function, args, np.asarray(x), np.zeros((spec.images, *spec.net_canvas, 1), bool),
-                             spec.lbfgs)
+                             spec.solver)
             x, logits, stats = result.x, result.logits, steps.StepStats(result.num_evals, result.num_iters, result.loss)
         else:
             loss, aux = steps.host_evaluate(spec, args, np.asarray(x, np.float32))
@@ -318,7 +318,13 @@ class Predictor:
             raise ValueError('predict() needs at least one click')
         h, w = self.full_hw
         for c in clicks:
-            if not (np.isfinite(c.row) and np.isfinite(c.col)):
-                raise ValueError(f'click {c} has a non-finite coordinate')
-            if not (0 <= c.row < h and 0 <= c.col < w):
-                raise ValueError(f'click ({c.row}, {c.col}) lies outside the {h}x{w} image')
+            try:
+                row, col = float(c.row), float(c.col)
+            except (TypeError, ValueError):
+                raise ValueError(f'click {tuple(c)} has a coordinate that is not a number') from None
+            if isinstance(c.is_positive, str) or c.is_positive not in (True, False):
+                raise ValueError(f'click {tuple(c)}: is_positive must be True or False')
+            if not (np.isfinite(row) and np.isfinite(col)):
+                raise ValueError(f'click {tuple(c)} has a non-finite coordinate')
+            if not (0 <= row < h and 0 <= col < w):
+                raise ValueError(f'click ({row}, {col}) lies outside the {h}x{w} image')

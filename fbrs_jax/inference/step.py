@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
-from ..brs.objective import InputBias, ScaleBias, brs_function
-from ..brs.solvers import LBFGSSettings
+from ..brs.objective import TapVariables, brs_function
+from ..brs.solvers import SolverSettings
 from ..models.canvas import crop_resize, flip_w, paste
 from ..models.taps import carry_names
 
@@ -37,14 +37,11 @@ class StepSpec:
     net_canvas: Canvas
     crops: tuple[Canvas, ...] = ()   # canvas after each forward crop-resize (ZoomIn, LimitLongestSide)
     pastes: tuple[Canvas, ...] = ()  # canvas after each paste-back (their inverses, in order)
-    tap: Optional[str] = None        # input-BRS: 'image' | 'dist_maps'; f-BRS: the insertion tap
-    channels: int = 0
+    refine: Optional[TapVariables] = None   # what is optimised ('input': at image / dist_maps)
     prob_thresh: float = 0.49
     min_iou_diff: float = 0.01
-    reg_weight: float = 1e-3
-    reg_bias_weight: float = 10.0
     backend: Any = None              # an on-device back end, or None (host solve between programs)
-    lbfgs: LBFGSSettings = LBFGSSettings()
+    solver: SolverSettings = SolverSettings()
 
     @property
     def images(self) -> int:
@@ -52,14 +49,8 @@ class StepSpec:
         return 2 if self.with_flip else 1
 
     @property
-    def refine(self):
-        if self.kind == 'input':
-            return InputBias(self.tap, self.channels, self.net_canvas, self.reg_weight)
-        return ScaleBias(self.tap, self.channels, self.reg_weight, self.reg_bias_weight)
-
-    @property
     def function(self):
-        return brs_function(self.module, self.refine, self.tap if self.kind == 'feature' else None,
+        return brs_function(self.module, self.refine, self.refine.tap if self.kind == 'feature' else None,
                             self.with_flip, self.prob_thresh, self.min_iou_diff)
 
 
@@ -75,7 +66,7 @@ class StepInput(NamedTuple):
     pos: Any            # (batch, h, w, 1) float32 click masks on the network canvas (BRS modes)
     neg: Any
     optimize: Any       # bool: run the solve (else one evaluation)
-    reset: Any          # bool: input-BRS variables restart from zeros
+    reset: Any          # bool: per-pixel variables restart from zeros
 
 
 class StepState(NamedTuple):
@@ -118,8 +109,8 @@ def merged_probs(spec: StepSpec, logits, inp: StepInput):
 
 def features(spec: StepSpec, variables, batch, points, extent):
     """The carry of the f-BRS tap (everything the rest of the network needs), without ``image``."""
-    out = spec.module.apply(variables, batch, points, stop=spec.tap, extent=extent)
-    return {n: out[n] for n in carry_names(spec.module.STAGES, spec.tap) if n != 'image'}
+    out = spec.module.apply(variables, batch, points, stop=spec.refine.tap, extent=extent)
+    return {n: out[n] for n in carry_names(spec.module.STAGES, spec.refine.tap) if n != 'image'}
 
 
 def problem(spec: StepSpec, variables, inp: StepInput, cache, recompute):
@@ -152,8 +143,8 @@ def click_step(spec: StepSpec, variables, inp: StepInput, state: StepState, reco
         zero = jnp.zeros((), jnp.int32)
         return merged_probs(spec, logits, inp), state, StepStats(zero, zero, jnp.float32(jnp.nan))
     values, cache = problem(spec, variables, inp, state.cache, recompute)
-    x0 = jnp.where(inp.reset, jnp.zeros_like(state.x), state.x) if spec.kind == 'input' else state.x
-    result = spec.backend(spec.function, function_args(variables, values, inp), x0, no_mask(spec), spec.lbfgs)
+    x0 = jnp.where(inp.reset, jnp.zeros_like(state.x), state.x) if spec.refine.per_pixel else state.x
+    result = spec.backend(spec.function, function_args(variables, values, inp), x0, no_mask(spec), spec.solver)
     stats = StepStats(result.num_evals, result.num_iters, result.loss)
     return merged_probs(spec, result.logits, inp), StepState(result.x, cache), stats
 

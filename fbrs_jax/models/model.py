@@ -67,12 +67,12 @@ class Model:
         return jax.jit(lambda v, i, p: self.module.apply(v, i, p, stop='logits')['logits'])
 
     @functools.lru_cache(maxsize=None)
-    def tap_channels(self, tap: str) -> int:
-        """Channels of a tap (traced on a small template, nothing computed)."""
+    def tap_shape(self, tap: str) -> tuple[int, ...]:
+        """Shape of a tap for a (1, 64, 64, 3) input (traced, nothing computed)."""
         image = jax.ShapeDtypeStruct((1, *TEMPLATE_HW, 3), jnp.float32)
         points = jax.ShapeDtypeStruct((1, 2, 2), jnp.float32)
         out = jax.eval_shape(lambda v, i, p: self.module.apply(v, i, p, stop=tap), self.variables, image, points)
-        return int(out[tap].shape[-1])
+        return tuple(out[tap].shape)
 
     def apply(self, *args, **kwargs):
         return self.module.apply(self.variables, *args, **kwargs)

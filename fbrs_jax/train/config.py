@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import os
 from typing import Optional
+
+from ..configs import load_python_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,18 +41,8 @@ class TrainConfig:
 
 
 def load_config(path: str) -> TrainConfig:
-    """Run ``get_config()`` of a Python config file (trusted code, like any script you run)."""
-    if not os.path.isfile(path):
-        raise ValueError(f'config file not found: {path}')
-    spec = importlib.util.spec_from_file_location('fbrs_train_config', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, 'get_config'):
-        raise ValueError(f'{path} has no get_config()')
-    cfg = module.get_config()
-    if not isinstance(cfg, TrainConfig):
-        raise ValueError(f'{path}: get_config() must return a TrainConfig, got {type(cfg).__name__}')
-    return cfg
+    """Run ``get_config()`` of a Python training config file."""
+    return load_python_config(path, TrainConfig)
 
 
 def override(cfg: TrainConfig, assignments: list[str]) -> TrainConfig:

@@ -1,0 +1,38 @@
+"""Where to insert the optimised variables: every tap of the model x {scale, bias, scale and bias}
+x a budget of {5, 10, 20, 40} objective evaluations per click (jaxopt L-BFGS, f-BRS
+regulariser, f-BRS clicks limit 8), NoBRS as the baseline. Taps include ones the paper never
+tried (``c3``, between the DeepLab head's separable convolutions, before HRNet's OCR, the
+fusion block ``rgb_conv``, the logits).
+
+Command (the shipped model, first 10 synthetic eval samples; 10 taps x 3 x 4 = 120 cells, about
+two hours on 2 CPU cores, minutes on a GPU):
+
+    fbrs-jax ablate --config experiments/ablation_taps.py
+
+The full split: add ``--max-samples 50``. On a released model and a real set:
+
+    fbrs-jax ablate --config experiments/ablation_taps.py --checkpoint resnet34_dh128_sbd.pth \\
+        --datasets GrabCut --data-root ../shared/data --max-samples 50
+
+Expected: the Pareto plot's front is made of late taps (cheap: only the layers after the tap
+run per evaluation) with scale + bias; input-side taps cost the most per click.
+"""
+from fbrs_jax.brs.spec import PRESETS, RefinementSpec
+from fbrs_jax.eval.ablation import AblationConfig
+
+VARIABLES = {'scale': dict(scale='1+s', bias='none'), 'bias': dict(scale='none', bias='channel'),
+             'scale+bias': dict(scale='1+s', bias='channel')}
+BUDGETS = (5, 10, 20, 40)
+
+
+def cells(taps):
+    grid = {'NoBRS': PRESETS['NoBRS']}
+    for tap in taps:
+        for label, variables in VARIABLES.items():
+            for budget in BUDGETS:
+                grid[f'{tap}/{label}/{budget}'] = RefinementSpec(tap=tap, maxfun=budget, **variables)
+    return grid
+
+
+def get_config() -> AblationConfig:
+    return AblationConfig(cells=cells, max_samples=10)
