@@ -5,8 +5,9 @@
   rounding alone is up to 4.9e-4).
 * ``jaxopt`` back end (default; its own line search): the first optimised clicks within 1e-3,
   the reference's own 1-vs-2-thread band on these traces (``sensitivity_public.md``).
-* HRNet (untrained, chaotic - the reference disagrees with itself from click 2 on): on the
-  traces the reference reproduces itself on (f-BRS-A/C, pub_polyhole), the same evaluation
+* HRNet (untrained, chaotic - the reference disagrees with itself from click 2 on): on a
+  trace the reference reproduces itself on (f-BRS-C, pub_polyhole; f-BRS-A passes too but is
+  left out of CI for time), the same evaluation
   counts and per click within max(1e-3, that click's 1-vs-2-thread difference). RGB-BRS on
   this network is not asserted: at click 2 the reference's own band is 8.8e-3 and ours is
   1.9e-2 with the same loss to 2e-4 (reported by experiments/trace_agreement.py).
@@ -38,7 +39,7 @@ def teacher_forced(model, folder, mode, image_name, n_clicks, backend):
 
 @pytest.mark.parametrize('mode,image_name,n_clicks', [
     ('f-BRS-A', 'pub_scene_a', 4), ('f-BRS-B', 'pub_scene_a', 4), ('f-BRS-C', 'pub_scene_a', 3),
-    ('RGB-BRS', 'pub_ring', 6), ('DistMap-BRS', 'pub_ring', 2)])
+    ('RGB-BRS', 'pub_ring', 4), ('DistMap-BRS', 'pub_ring', 2)])
 def test_scipy_backend_replays_the_reference(r34_model, mode, image_name, n_clicks):
     for k, probs, ref, evals, ref_evals, roi_ok in teacher_forced(
             r34_model, 'r34_trained', mode, image_name, n_clicks, 'scipy'):
@@ -49,7 +50,7 @@ def test_scipy_backend_replays_the_reference(r34_model, mode, image_name, n_clic
 
 
 @pytest.mark.parametrize('mode,image_name,n_clicks', [
-    ('f-BRS-A', 'pub_scene_a', 3), ('f-BRS-B', 'pub_scene_a', 5), ('f-BRS-C', 'pub_scene_a', 2),
+    ('f-BRS-A', 'pub_scene_a', 3), ('f-BRS-B', 'pub_scene_a', 3), ('f-BRS-C', 'pub_scene_a', 2),
     ('RGB-BRS', 'pub_ring', 2)])
 def test_jaxopt_backend_first_optimised_clicks(r34_model, mode, image_name, n_clicks):
     for k, probs, ref, evals, ref_evals, roi_ok in teacher_forced(
@@ -58,7 +59,7 @@ def test_jaxopt_backend_first_optimised_clicks(r34_model, mode, image_name, n_cl
         assert roi_ok and err <= PROB_TOL, f'click {k + 1}: max |dprob| = {err:.2e}'
 
 
-@pytest.mark.parametrize('mode,image_name,n_clicks', [('f-BRS-A', 'pub_polyhole', 2), ('f-BRS-C', 'pub_polyhole', 3)])
+@pytest.mark.parametrize('mode,image_name,n_clicks', [('f-BRS-C', 'pub_polyhole', 2)])
 def test_hrnet_scipy_backend_within_the_reference_band(hrnet_model, mode, image_name, n_clicks):
     band = json.loads((REFERENCE / 'hrnet18_random' / 'sensitivity_public.json').read_text())
     band = band[f'hrnet18_ocr64/{mode}/{image_name}']['replay_max_abs_dprob']

@@ -39,4 +39,4 @@ def test_r34_nobrs_closed_loop(r34_model, image_name):
 
 
 def test_hrnet_nobrs_closed_loop(hrnet_model):
-    replay(hrnet_model, 'hrnet18_random', 'pub_polyhole', n_clicks=4)
+    replay(hrnet_model, 'hrnet18_random', 'pub_polyhole', n_clicks=2)
