@@ -45,7 +45,7 @@ def test_input_brs_resets_variables_of_another_shape(r34_model):
     (T13 path); here they are reset to zeros."""
     p = fbrs_jax.make_predictor(r34_model, 'RGB-BRS', zoom_in=None)
     p.set_image(IMAGE)
-    p.predict(CLICKS[:1])
+    p.plan(CLICKS[:1])                                        # the host decisions of click 1
     assert not bool(p.plan(CLICKS).inp.reset)              # same input: warm start
     p._last_net = (p.full_canvas, (30, 30))                  # as if the last input was 30x30
     assert bool(p.plan(CLICKS).inp.reset)
