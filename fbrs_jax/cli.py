@@ -52,12 +52,22 @@ def _datasets(text: str) -> list[str]:
     return names
 
 
+def _checkpoint(given, configured=None) -> str:
+    """``--checkpoint``, else the config's, else the shipped model; it must exist."""
+    import os
+    from .convert.loading import SHIPPED_CHECKPOINT
+    checkpoint = given or configured or os.path.normpath(SHIPPED_CHECKPOINT)
+    if not os.path.exists(checkpoint):
+        raise ValueError(f'checkpoint not found: {checkpoint}' + ('' if given or configured else
+                         ' (the shipped model is not in this checkout; pass --checkpoint)'))
+    return checkpoint
+
+
 def _cmd_evaluate(args) -> int:
     import json
-    import os
     import pathlib
 
-    from .convert.loading import SHIPPED_CHECKPOINT, load_model
+    from .convert.loading import load_model
     from .data.readers import open_dataset
     from .eval.evaluate import EvalSettings, format_table, plot_curves, write_atomic
     from .eval.runner import run_evaluation
@@ -69,10 +79,7 @@ def _cmd_evaluate(args) -> int:
     modes = _modes(args.mode)
     datasets = _datasets(args.datasets)
     readers = {d: open_dataset(d, args.data_root) for d in datasets}     # fail early on a bad folder
-    checkpoint = args.checkpoint or os.path.normpath(SHIPPED_CHECKPOINT)
-    if not os.path.exists(checkpoint):
-        raise ValueError(f'checkpoint not found: {checkpoint}' +
-                         ('' if args.checkpoint else ' (the shipped model is not in this checkout; pass --checkpoint)'))
+    checkpoint = _checkpoint(args.checkpoint)
     if args.distributed:
         import jax
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
@@ -97,10 +104,9 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_ablate(args) -> int:
-    import os
     import pathlib
 
-    from .convert.loading import SHIPPED_CHECKPOINT, load_model
+    from .convert.loading import load_model
     from .data.readers import open_dataset
     from .eval.ablation import load_ablation_config, markdown, run_ablation
 
@@ -110,9 +116,7 @@ def _cmd_ablate(args) -> int:
     readers = {d: open_dataset(d, data_root) for d in datasets}
     if args.max_samples is not None:
         cfg.max_samples = args.max_samples
-    checkpoint = args.checkpoint or cfg.checkpoint or os.path.normpath(SHIPPED_CHECKPOINT)
-    if not os.path.exists(checkpoint):
-        raise ValueError(f'checkpoint not found: {checkpoint}')
+    checkpoint = _checkpoint(args.checkpoint, cfg.checkpoint)
     _enable_compilation_cache()
     model = load_model(checkpoint)
     default = f'runs/ablation/{pathlib.Path(args.config).stem}_{model.arch.name}' + (

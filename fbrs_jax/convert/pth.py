@@ -66,8 +66,9 @@ class _StorageType(_Frozen):
         object.__setattr__(self, 'dtype', STORAGE_DTYPES[name]())
 
 
-class _Callable(_Frozen):
-    """A whitelisted function or class as the pickle sees it: callable, nothing else."""
+class CallOnly(_Frozen):
+    """A whitelisted function or class as a restricted unpickler hands it out: callable, nothing
+    else (also used for the SBD sample-weights pickle)."""
     __slots__ = ('_fn',)
 
     def __init__(self, fn: Callable):
@@ -105,9 +106,9 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *args):
 
 
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ('collections', 'OrderedDict'): _Callable(collections.OrderedDict),
-    ('torch._utils', '_rebuild_tensor_v2'): _Callable(_rebuild_tensor_v2),
-    ('torch._utils', '_rebuild_parameter'): _Callable(_rebuild_parameter),
+    ('collections', 'OrderedDict'): CallOnly(collections.OrderedDict),
+    ('torch._utils', '_rebuild_tensor_v2'): CallOnly(_rebuild_tensor_v2),
+    ('torch._utils', '_rebuild_parameter'): CallOnly(_rebuild_parameter),
     **{('torch', name): _StorageType(name) for name in STORAGE_DTYPES},
 }
 
