@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="network clicks limit (-1: all clicks); default: the mode's (5 input BRS, 8 f-BRS, all NoBRS)")
     e.add_argument('--no-flip', action='store_true')
     e.add_argument('--zoom-target', type=int, default=None,
-                   help="ZoomIn target size (default: the dataset's; 600 DAVIS, 240 synthetic_shapes, 400 others)")
+                   help="ZoomIn target size (default: the dataset's; 600 DAVIS, 128 synthetic_shapes, 400 others)")
     e.add_argument('--no-zoom-in', action='store_true')
     e.add_argument('--max-samples', type=int, default=None, help='only the first N samples of each dataset')
     e.add_argument('--out', default=None, help='results folder (resumes a run there)')

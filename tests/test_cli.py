@@ -23,6 +23,19 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert e.value.code == 2
 
 
+def test_main_job_evaluates_the_shipped_model_on_synthetic_shapes(tmp_path, capsys):
+    """`fbrs-jax evaluate` with defaults (here cut to one sample, two clicks): shipped checkpoint,
+    synthetic_shapes, NoBRS and f-BRS-B, a comparison table, JSON and plot."""
+    import json
+    assert main(['evaluate', '--max-samples', '1', '--n-clicks', '2', '--out', str(tmp_path), '--quiet']) == 0
+    table = capsys.readouterr().out
+    assert '| NoBRS       | synthetic_shapes |' in table and '| f-BRS-B     | synthetic_shapes |' in table
+    summary = json.loads((tmp_path / 'summary.json').read_text())
+    assert set(summary) == {'NoBRS', 'f-BRS-B'} and summary['NoBRS']['arch'] == 'hrnet18s_ocr64'
+    assert (tmp_path / 'iou_vs_clicks.png').stat().st_size > 0
+    assert (tmp_path / 'f-BRS-B' / 'synthetic_shapes.jsonl').exists()
+
+
 def _evaluate(data_root, out, *extra):
     return main(['evaluate', '--checkpoint', str(R34_PTH), '--mode', 'NoBRS', '--datasets', 'GrabCut',
                  '--data-root', str(data_root), '--n-clicks', '3', '--out', str(out), '--quiet', *extra])

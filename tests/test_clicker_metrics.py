@@ -57,3 +57,13 @@ def test_noc_thresholds_act_in_float32():
     s = summarize([[0.5, 0.9], [0.1] * 20], elapsed_s=4.4)
     assert s['NoC@90'] == 11 and s['NoF@90'] == 1 and s['clicks'] == 22 and s['SPC'] == 0.2
     np.testing.assert_allclose(mean_iou_curve([[0.5, 0.9]], 3), [0.5, 0.9, 0.9])
+
+
+def test_warm_latency_leaves_out_clicks_that_compiled():
+    from fbrs_jax.eval.evaluate import dataset_summary
+    records = [{'ious': [0.5, 0.95], 'evals': [0, 3], 'seconds': [30.0, 0.2], 'cold': [1, 0], 'wall_s': 30.3},
+               {'ious': [0.4, 0.6, 0.92], 'evals': [0, 2, 4], 'seconds': [0.1, 9.0, 0.3], 'cold': [0, 1, 0],
+                'wall_s': 9.5}]
+    s = dataset_summary(records, max_clicks=20)
+    assert np.isclose(s['warm_s_per_click'], 0.2)
+    assert np.isclose(s['predictor_s_per_click'], 39.6 / 5)

@@ -19,6 +19,7 @@ import numpy as np
 from ..brs.spec import RefinementSpec, preset
 from .clicker import Clicker
 from .metrics import iou, mean_iou_curve, summarize
+from .runinfo import CompileCounter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +33,7 @@ class EvalSettings:
     zoom_in: bool = True
     clicks_limit: Optional[int] = None        # None: the mode's default (5 / 8 / all), -1: all
     max_samples: Optional[int] = None         # first N samples of each dataset
-    zoom_target: Optional[int] = None         # None: the dataset's (``zoom_target``)
+    zoom_target: Optional[int] = None         # None: the dataset's (``zoom_in_params``)
     refinement: Optional[RefinementSpec] = None   # given: used as is (``mode`` is its name)
 
     def refinement_spec(self) -> RefinementSpec:
@@ -47,39 +48,46 @@ class EvalSettings:
         return preset(self.mode, **overrides)
 
 
-def zoom_target(dataset: str) -> int:
-    """ZoomIn target size: the evaluation script's 600 for DAVIS and 400 for the other real sets;
-    240 for ``synthetic_shapes``, whose 240×320 scenes are the scale its models are trained at
-    (400 would upscale every zoomed crop ~1.7× beyond it)."""
-    return {'DAVIS': 600, 'synthetic_shapes': 240}.get(dataset, 400)
+def zoom_in_params(dataset: str, target: Optional[int] = None) -> dict:
+    """ZoomIn settings of a dataset: the evaluation script's target size 600 for DAVIS and 400
+    for the other real sets, with its minimal crop of 200; for ``synthetic_shapes`` (120×160
+    scenes) the same geometry at a third of the scale, target 128 and minimal crop 80, so that
+    zoomed crops stay within the scales its models are trained at. ``target`` overrides the size."""
+    default_target, min_crop = {'DAVIS': (600, 200), 'synthetic_shapes': (128, 80)}.get(dataset, (400, 200))
+    return {'target_size': target or default_target, 'min_crop_size': min_crop}
 
 
-def timed_predict(predictor, clicks) -> tuple[np.ndarray, float, int]:
-    """(probabilities, seconds, objective evaluations) of one ``predict`` call."""
+def timed_predict(predictor, clicks) -> tuple[np.ndarray, float, int, bool]:
+    """(probabilities, seconds, objective evaluations, cold) of one ``predict`` call; cold: it
+    compiled a program or loaded one from the persistent cache."""
+    counter = CompileCounter()
     t0 = time.perf_counter()
     probs = predictor.predict(clicks)
     seconds = time.perf_counter() - t0
     stats = getattr(predictor, 'stats', None)
-    return probs, seconds, stats.num_evals if stats is not None else 0
+    loads = counter.read()
+    return probs, seconds, stats.num_evals if stats is not None else 0, bool(loads['compilations'] + loads['cache_hits'])
 
 
 def evaluate_sample(predictor, image, gt, n_clicks: int, target_iou: float, pred_thr: float) -> dict:
-    """IoU (float32) after every click, the clicks, objective evaluations and seconds per click."""
+    """IoU (float32) after every click, the clicks, objective evaluations, seconds per click and
+    whether the click was cold (compiled or loaded a program)."""
     clicker = Clicker(gt)
     pred = np.zeros(gt.shape, bool)
     predictor.set_image(image)
-    clicks, ious, evals, seconds = [], [], [], []
+    clicks, ious, evals, seconds, cold = [], [], [], [], []
     for _ in range(n_clicks):
         clicks.append(clicker.make_next_click(pred))
-        probs, dt, n = timed_predict(predictor, clicks)
+        probs, dt, n, compiled = timed_predict(predictor, clicks)
         seconds.append(dt)
         evals.append(n)
+        cold.append(int(compiled))
         pred = probs > pred_thr
         ious.append(float(np.float32(iou(gt, pred))))
         if np.float32(ious[-1]) >= np.float32(target_iou):
             break
     return {'ious': ious, 'clicks': [[int(c.row), int(c.col), int(c.is_positive)] for c in clicks],
-            'evals': evals, 'seconds': seconds}
+            'evals': evals, 'seconds': seconds, 'cold': cold}
 
 
 def write_atomic(path: pathlib.Path, text: str) -> None:
@@ -122,13 +130,16 @@ class ResultsFile:
 
 def dataset_summary(records: Sequence[dict], max_clicks: int) -> dict:
     """NoC/NoF from the IoU lists; SPC from the wall time spent in the loop (image loading,
-    clicker and predictor, as the reference measures it) over all clicks made."""
+    clicker and predictor, as the reference measures it) over all clicks made; the warm latency
+    from the clicks that compiled nothing (records without ``cold`` flags count as warm)."""
     ious = [r['ious'] for r in records]
     out = summarize(ious, sum(r['wall_s'] for r in records), max_clicks=max_clicks)
     evals = [e for r in records for e in r['evals']]
     optimised = [e for r in records for e in r['evals'][1:]]
     out['predictor_s_per_click'] = (sum(sum(r['seconds']) for r in records) / out['clicks']
                                     if out['clicks'] else float('nan'))
+    warm = [t for r in records for t, c in zip(r['seconds'], r.get('cold', [0] * len(r['seconds']))) if not c]
+    out['warm_s_per_click'] = float(np.mean(warm)) if warm else float('nan')
     out['evals_per_click'] = float(np.mean(evals)) if evals else 0.0
     out['evals_per_optimised_click'] = float(np.mean(optimised)) if optimised else 0.0
     out['mean_iou_curve'] = mean_iou_curve(ious, max_clicks).tolist()
@@ -182,7 +193,7 @@ def replay_clicks(predictor, image, clicks: Sequence) -> list[dict]:
     predictor.set_image(image)
     out = []
     for k in range(len(clicks)):
-        probs, seconds, evals = timed_predict(predictor, clicks[:k + 1])
+        probs, seconds, evals, _ = timed_predict(predictor, clicks[:k + 1])
         zoom = getattr(predictor, 'zoom', None)
         out.append({'probs': probs, 'roi': zoom.roi if zoom is not None else None, 'seconds': seconds,
                     'evals': evals})

@@ -18,7 +18,7 @@ import time
 from ..inference.factory import make_predictor
 from ..inference.predictor import round_up
 from .evaluate import (EvalSettings, ResultsFile, dataset_summary, evaluate_sample, format_table, write_atomic,
-                       plot_curves, zoom_target)
+                       plot_curves, zoom_in_params)
 from .runinfo import CompileCounter, environment
 
 
@@ -30,7 +30,7 @@ def dataset_canvas(reader, n: int) -> tuple[int, int]:
 
 def _predictor_factory(model, settings: EvalSettings, dataset: str, canvas):
     spec = settings.refinement_spec()
-    zoom = {'target_size': settings.zoom_target or zoom_target(dataset)} if spec.zoom_in else None
+    zoom = zoom_in_params(dataset, settings.zoom_target) if spec.zoom_in else None
     return lambda: make_predictor(model, spec, zoom_in=zoom, canvas=canvas)
 
 
