@@ -19,7 +19,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from conftest import FIXTURES, R34_PTH, REPO, make_grabcut, requires_shared
 from fbrs_jax.cli import main
@@ -54,6 +54,7 @@ def _zip(members: dict) -> bytes:
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(target='zip bytes', edits=[(3085, 64)], inserts=[], cut=None)   # central-directory version 6.4
 @given(target=st.sampled_from(['pickle in zip', 'storage in zip', 'zip bytes', 'legacy']),
        edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=6),
        inserts=st.lists(st.tuples(st.integers(0, 1 << 16), st.binary(min_size=1, max_size=4)

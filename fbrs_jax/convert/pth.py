@@ -234,8 +234,8 @@ def read_state_dict(path: str | os.PathLike) -> 'collections.OrderedDict[str, np
                 obj = _read_legacy(f, size)
     except CheckpointError as e:
         raise CheckpointError(f'{path}: {e}') from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile) as e:
-        raise CheckpointError(f'{path}: corrupt zip archive ({e})') from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as e:   # NotImplemented: a version
+        raise CheckpointError(f'{path}: corrupt zip archive ({e})') from None          # or method zipfile lacks
     except (pickle.UnpicklingError, EOFError) as e:
         raise CheckpointError(f'{path}: not a readable torch checkpoint ({type(e).__name__}: {e})') from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, struct.error,
