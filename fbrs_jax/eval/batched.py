@@ -22,6 +22,7 @@ from ..inference import step as steps
 from ..inference.predictor import Predictor
 from .clicker import Clicker
 from .metrics import iou
+from .runinfo import CompileCounter
 
 
 class BatchedEvaluator:
@@ -57,7 +58,7 @@ class BatchedEvaluator:
         clickers = [Clicker(s.gt) for s in samples]
         preds = [np.zeros(s.gt.shape, bool) for s in samples]
         clicks = [[] for _ in samples]
-        records = [{'ious': [], 'clicks': [], 'evals': [], 'seconds': []} for _ in samples]
+        records = [{'ious': [], 'clicks': [], 'evals': [], 'seconds': [], 'cold': []} for _ in samples]
         running = list(range(n))
         states, home = {}, [None] * b      # per network canvas: the lanes' state; where each lane's lives
         for _ in range(n_clicks):
@@ -78,11 +79,14 @@ class BatchedEvaluator:
                                                 for k in range(1, len(filler))])
                 active = self._put(np.isin(np.arange(b), lanes))
                 recompute = np.asarray(any(plans[i].recompute for i in lanes))
+                counter = CompileCounter()
                 t0 = time.perf_counter()
                 probs, states[spec.net_canvas], stats = steps.run_batch(spec, self.mesh, self.variables, inp,
                                                                         state, recompute, active)
                 probs, stats = np.asarray(probs), jax.tree_util.tree_map(np.asarray, stats)
                 seconds = time.perf_counter() - t0
+                loads = counter.read()
+                cold = int(loads['compilations'] + loads['cache_hits'] > 0)
                 for i in lanes:
                     home[i] = spec.net_canvas
                     out = predictors[i].finish(plans[i], probs[i], steps.StepStats(*(s[i] for s in stats)))
@@ -91,6 +95,7 @@ class BatchedEvaluator:
                     r['ious'].append(float(np.float32(iou(samples[i].gt, preds[i]))))
                     r['evals'].append(predictors[i].stats.num_evals)
                     r['seconds'].append(seconds)
+                    r['cold'].append(cold)
             running = [i for i in running if np.float32(records[i]['ious'][-1]) < np.float32(target_iou)]
         for r, cl in zip(records, clicks):
             r['clicks'] = [[int(c.row), int(c.col), int(c.is_positive)] for c in cl]

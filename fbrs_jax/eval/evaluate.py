@@ -51,7 +51,7 @@ class EvalSettings:
 def zoom_in_params(dataset: str, target: Optional[int] = None) -> dict:
     """ZoomIn settings of a dataset: the evaluation script's target size 600 for DAVIS and 400
     for the other real sets, with its minimal crop of 200; for ``synthetic_shapes`` (120×160
-    scenes) the same geometry at a third of the scale, target 128 and minimal crop 80, so that
+    scenes) target 128 and minimal crop 80, the reference geometry scaled down, so that
     zoomed crops stay within the scales its models are trained at. ``target`` overrides the size."""
     default_target, min_crop = {'DAVIS': (600, 200), 'synthetic_shapes': (128, 80)}.get(dataset, (400, 200))
     return {'target_size': target or default_target, 'min_crop_size': min_crop}
