@@ -9,7 +9,7 @@ two hours on 2 CPU cores, minutes on a GPU):
 
     fbrs-jax ablate --config experiments/ablation_taps.py
 
-The full split: add ``--max-samples 50``. On a released model and a real set:
+The full split (30 scenes): add ``--max-samples 30``. On a released model and a real set:
 
     fbrs-jax ablate --config experiments/ablation_taps.py --checkpoint resnet34_dh128_sbd.pth \\
         --datasets GrabCut --data-root ../shared/data --max-samples 50

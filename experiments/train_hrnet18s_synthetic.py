@@ -17,13 +17,13 @@ scaled by 0.8-1.6); an epoch is 2,000 samples (250 steps) and the step decay com
 of 10. Loss, sampler, augmentations and optimiser are the reference's.
 
 Expected (run 3, this config, 2-core CPU, 47 min, ~1.1 s per step): training adaptive IoU
-0.08 -> 0.44 (last epoch); then ``fbrs-jax evaluate`` (the synthetic eval split, 50 scenes):
+0.08 -> 0.44 (last epoch); then ``fbrs-jax evaluate`` (the synthetic eval split, 30 scenes):
 
-    | NoBRS   | synthetic_shapes | NoC@80 17.40 | NoC@85 18.46 | NoC@90 19.66 | >=20@90 45 |
-    | f-BRS-B | synthetic_shapes | NoC@80 16.50 | NoC@85 17.92 | NoC@90 19.64 | >=20@90 47 |
+    | NoBRS   | synthetic_shapes | NoC@80 17.33 | NoC@85 18.50 | NoC@90 19.70 | >=20@90 27 |
+    | f-BRS-B | synthetic_shapes | NoC@80 16.60 | NoC@85 17.70 | NoC@90 19.67 | >=20@90 28 |
 
-mean IoU 0.26 at click 1 -> 0.73 at click 20 (NoBRS); f-BRS-B is ahead from click 2 to 14 (0.70
-vs 0.63 at click 9). Weak in absolute terms -- 20,000 samples are ~2% of what the released SBD
+mean IoU 0.25 at click 1 -> 0.73 at click 20 (NoBRS); f-BRS-B is ahead from click 2 to 17 (0.70
+vs 0.62 at click 9). Weak in absolute terms -- 20,000 samples are ~2% of what the released SBD
 models saw, at 1/12 of their crop area -- but it is a real interactive model for the main job,
 the tests and the ablations.
 

@@ -69,7 +69,7 @@ def test_eval_reader_and_disjoint_splits():
 
 def test_open_dataset_without_folder():
     reader = open_dataset('synthetic_shapes', None)
-    assert len(reader) == 50 and reader.name(0) == 'eval_00000' and reader.image_hw(0) == (120, 160)
+    assert len(reader) == 30 and reader.name(0) == 'eval_00000' and reader.image_hw(0) == (120, 160)
     with pytest.raises(DatasetError, match='GrabCut needs a data root folder'):
         open_dataset('GrabCut', None)
 

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from .readers import DatasetError, Sample, Scene
 
 DEFAULT_HW = (120, 160)
-SPLIT_SIZES = {'train': 10000, 'eval': 50}
+SPLIT_SIZES = {'train': 10000, 'eval': 30}
 SPLIT_SEED_OFFSETS = {'train': 0, 'eval': 10**6}   # scene i of a split uses seed offset + i
 NUM_OBJECTS = (3, 7)
 AREA_FRACTION = (0.03, 0.35)       # nominal object area / image area, drawn log-uniformly
