@@ -4,8 +4,9 @@ regulariser, f-BRS clicks limit 8), NoBRS as the baseline. Taps include ones the
 tried (``c3``, between the DeepLab head's separable convolutions, before HRNet's OCR, the
 fusion block ``rgb_conv``, the logits).
 
-Command (the shipped model, first 10 synthetic eval samples; 10 taps x 3 x 4 = 120 cells, about
-two hours on 2 CPU cores, minutes on a GPU):
+Command (the shipped model, first 10 synthetic eval samples; 10 taps x 3 x 4 = 120 cells; the
+budget is data of the compiled click program, so the four budgets of a (tap, variables) pair share
+its programs; several hours on 2 CPU cores - not yet run to the end there -, minutes on a GPU):
 
     fbrs-jax ablate --config experiments/ablation_taps.py
 

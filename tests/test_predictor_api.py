@@ -69,3 +69,18 @@ def test_zoom_onto_a_smaller_canvas(r34_model):
     probs = p.predict(CLICKS)
     assert p.last_net[1] == (32, 32) and p.full_canvas == (64, 64)
     assert probs.shape == (40, 48) and np.isfinite(probs).all()
+
+
+def test_budgets_share_one_compiled_program(r34_model):
+    """maxfun / maxiter are data of the click program: a budget sweep compiles once, and the
+    budget still binds (maxfun=1: one L-BFGS iteration)."""
+    from fbrs_jax.eval.runinfo import CompileCounter
+    for k, maxfun in enumerate((1, 8)):
+        p = fbrs_jax.make_predictor(r34_model, 'f-BRS-C', zoom_in=None, maxfun=maxfun)
+        p.set_image(IMAGE)
+        counter = CompileCounter()
+        p.predict(CLICKS[:1])
+        p.predict(CLICKS)
+        if k:
+            assert counter.read() == {'compilations': 0, 'compile_s': 0.0, 'cache_hits': 0}
+        assert p.stats.num_evals >= 2 and (p.stats.num_iters == 1 if maxfun == 1 else p.stats.num_evals <= 8 + 20)

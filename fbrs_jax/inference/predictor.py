@@ -254,7 +254,8 @@ class Predictor:
         hw_array = lambda h: np.asarray(h, np.int32).reshape(-1, 2)
         inp = steps.StepInput(None, box_array(crop_boxes), hw_array(crop_hw), box_array(paste_boxes),
                               hw_array(paste_hw), np.asarray(hw, np.int32), points, pos, neg,
-                              np.asarray(optimize), np.asarray(reset))
+                              np.asarray(optimize), np.asarray(reset),
+                              np.asarray([self.solver.maxfun, self.solver.maxiter], np.int32))
         return Plan(spec, inp, recompute, out_hw, lls_hw)
 
     def finish(self, plan: Plan, probs: np.ndarray, stats) -> np.ndarray:
@@ -276,8 +277,9 @@ class Predictor:
         refine = None if self.kind == 'NoBRS' else TapVariables(
             self.tap, self.channels, s.bias, s.scale, net_canvas if s.bias == 'pixel' else None,
             s.reg_weight, s.reg_bias_weight)
+        static = dataclasses.replace(self.solver, maxfun=0, maxiter=0)     # the budget is StepInput data
         return steps.StepSpec(self.model.module, self.kind, self.with_flip, net_canvas, crops, pastes, refine,
-                              s.prob_thresh, s.min_iou_diff, self.backend if self.on_device else None, self.solver)
+                              s.prob_thresh, s.min_iou_diff, self.backend if self.on_device else None, static)
 
     def initial_state(self, spec: steps.StepSpec) -> steps.StepState:
         """Zero variables and cache for a spec's canvas (NumPy)."""
@@ -305,7 +307,7 @@ class Predictor:
             x = np.zeros(spec.refine.size, np.float32)   # the reference restarts from float32 zeros
         if bool(inp.optimize):
             result = backend(spec.function, args, np.asarray(x), np.zeros((spec.images, *spec.net_canvas, 1), bool),
-                             spec.solver)
+                             self.solver)
             x, logits, stats = result.x, result.logits, steps.StepStats(result.num_evals, result.num_iters, result.loss)
         else:
             loss, aux = steps.host_evaluate(spec, args, np.asarray(x, np.float32))

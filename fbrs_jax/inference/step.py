@@ -2,8 +2,9 @@
 
 Everything that changes from click to click - the crop box and its network size, the click
 points (padded to a fixed number of slots), the click masks, the warm-start variables, the
-cached head input, whether to optimise - is data. What is static is a ``StepSpec``: the
-model, the mode, the settings and the canvas sizes (full image, each crop, each paste-back).
+cached head input, whether to optimise - is data, and so is the evaluation budget (one program
+serves every budget of a sweep). What is static is a ``StepSpec``: the model, the mode, the
+other settings and the canvas sizes (full image, each crop, each paste-back).
 ``click_step`` runs crop-and-resize, flip, the network or the cached head input, the
 refinement solve, the flip merge and the paste-back, vmapped over a batch of samples with a
 lane mask (``run_batch``; the interactive predictor is a batch of one, so a batched
@@ -41,7 +42,7 @@ class StepSpec:
     prob_thresh: float = 0.49
     min_iou_diff: float = 0.01
     backend: Any = None              # an on-device back end, or None (host solve between programs)
-    solver: SolverSettings = SolverSettings()
+    solver: SolverSettings = SolverSettings()   # maxfun / maxiter unused: they come as StepInput.budget
 
     @property
     def images(self) -> int:
@@ -67,6 +68,7 @@ class StepInput(NamedTuple):
     neg: Any
     optimize: Any       # bool: run the solve (else one evaluation)
     reset: Any          # bool: per-pixel variables restart from zeros
+    budget: Any         # (2,) int32: the solve's maxfun and maxiter
 
 
 class StepState(NamedTuple):
@@ -144,7 +146,8 @@ def click_step(spec: StepSpec, variables, inp: StepInput, state: StepState, reco
         return merged_probs(spec, logits, inp), state, StepStats(zero, zero, jnp.float32(jnp.nan))
     values, cache = problem(spec, variables, inp, state.cache, recompute)
     x0 = jnp.where(inp.reset, jnp.zeros_like(state.x), state.x) if spec.refine.per_pixel else state.x
-    result = spec.backend(spec.function, function_args(variables, values, inp), x0, no_mask(spec), spec.solver)
+    settings = dataclasses.replace(spec.solver, maxfun=inp.budget[0], maxiter=inp.budget[1])
+    result = spec.backend(spec.function, function_args(variables, values, inp), x0, no_mask(spec), settings)
     stats = StepStats(result.num_evals, result.num_iters, result.loss)
     return merged_probs(spec, result.logits, inp), StepState(result.x, cache), stats
 
