@@ -20,6 +20,7 @@ import contextlib
 import contextvars
 from typing import Optional
 
+import jax
 import jax.numpy as jnp
 
 _CONTEXT = contextvars.ContextVar('fbrs_jax_valid_extent', default=None)
@@ -27,8 +28,10 @@ _CONTEXT = contextvars.ContextVar('fbrs_jax_valid_extent', default=None)
 
 @contextlib.contextmanager
 def valid_extent(canvas_hw, extent):
-    """Trace a model on a ``canvas_hw`` canvas whose image covers ``extent`` = (h, w) (traced ints)."""
-    token = _CONTEXT.set((tuple(int(s) for s in canvas_hw), extent))
+    """Trace a model on a ``canvas_hw`` canvas whose image covers ``extent`` = (h, w) (traced ints).
+    Each level's extent and mask are computed once per context: a network has hundreds of
+    convolutions, and their bookkeeping would otherwise dominate the trace."""
+    token = _CONTEXT.set((tuple(int(s) for s in canvas_hw), extent, {}))
     try:
         yield
     finally:
@@ -40,12 +43,17 @@ def extent_of(hw) -> Optional[tuple]:
     ctx = _CONTEXT.get()
     if ctx is None:
         return None
-    (ch, cw), ext = ctx
+    (ch, cw), ext, memo = ctx
     hw = tuple(int(s) for s in hw)
+    if ('extent', hw) in memo:
+        return memo['extent', hw]
     for k in range(16):
         d = 2 ** k
         if (-(-ch // d), -(-cw // d)) == hw:
-            return (ext[0] + d - 1) // d, (ext[1] + d - 1) // d
+            # ceil(ext / d) of non-negative ints: lax.div truncates, one op instead of floor_divide's many
+            level = tuple(jax.lax.div(jnp.asarray(e, jnp.int32) + (d - 1), jnp.int32(d)) for e in ext)
+            memo['extent', hw] = level
+            return level
     raise ValueError(f'a {hw[0]}x{hw[1]} feature map is no level of the {ch}x{cw} canvas')
 
 
@@ -56,12 +64,24 @@ def valid_mask(hw, extent):
     return rows[:, None] & cols[None, :]
 
 
+def _level_mask(hw):
+    """(1, H, W, 1) valid mask of a feature map of spatial size ``hw`` on the current canvas, or None."""
+    ext = extent_of(hw)
+    if ext is None:
+        return None
+    memo = _CONTEXT.get()[2]
+    hw = tuple(int(s) for s in hw)
+    if ('mask', hw) not in memo:
+        memo['mask', hw] = valid_mask(hw, ext)[None, :, :, None]
+    return memo['mask', hw]
+
+
 def zero_invalid(x):
     """NHWC ``x`` with zeros outside the current valid extent (unchanged without a canvas)."""
-    ext = extent_of(x.shape[1:3])
-    if ext is None:
+    mask = _level_mask(x.shape[1:3])
+    if mask is None:
         return x
-    return jnp.where(valid_mask(x.shape[1:3], ext)[None, :, :, None], x, jnp.zeros((), x.dtype))
+    return jnp.where(mask, x, jnp.zeros((), x.dtype))
 
 
 def spatial_mean(x):
@@ -75,10 +95,10 @@ def spatial_mean(x):
 
 def masked_logits(x):
     """NHWC logits with -inf outside the valid extent (for a softmax over positions)."""
-    ext = extent_of(x.shape[1:3])
-    if ext is None:
+    mask = _level_mask(x.shape[1:3])
+    if mask is None:
         return x
-    return jnp.where(valid_mask(x.shape[1:3], ext)[None, :, :, None], x, -jnp.inf)
+    return jnp.where(mask, x, -jnp.inf)
 
 
 def ac_weights(n_in, n_out, k):
@@ -115,16 +135,26 @@ def resize_ac(x, out_hw, in_extent=None, out_extent=None):
     h_out, w_out = int(out_hw[0]), int(out_hw[1])
     if (h_in, w_in) == (1, 1):   # a 1x1 map resizes to a broadcast, exactly
         return jnp.broadcast_to(x, (x.shape[0], h_out, w_out, x.shape[3]))
+    # weights between two levels of the canvas are computed once per context (HRNet resizes
+    # between the same levels dozens of times)
+    memo = _CONTEXT.get()[2] if _CONTEXT.get() is not None and in_extent is out_extent is None else {}
     in_extent = in_extent if in_extent is not None else extent_of((h_in, w_in))
     out_extent = out_extent if out_extent is not None else extent_of((h_out, w_out))
     if in_extent is None and out_extent is None and (h_in, w_in) == (h_out, w_out):
         return x
     ih, iw = in_extent if in_extent is not None else (h_in, w_in)
     oh, ow = out_extent if out_extent is not None else (h_out, w_out)
+
+    def weights(axis, n_in, n_out, size):
+        key = ('ac', axis, (h_in, w_in), (h_out, w_out))
+        if key not in memo:
+            memo[key] = ac_weights(n_in, n_out, jnp.arange(size))
+        return memo[key]
+
     if in_extent is not None or w_in != w_out:
-        x = _lerp(x, 2, *ac_weights(iw, ow, jnp.arange(w_out)))
+        x = _lerp(x, 2, *weights(2, iw, ow, w_out))
     if in_extent is not None or h_in != h_out:
-        x = _lerp(x, 1, *ac_weights(ih, oh, jnp.arange(h_out)))
+        x = _lerp(x, 1, *weights(1, ih, oh, h_out))
     return x
 
 
