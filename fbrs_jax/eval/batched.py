@@ -85,8 +85,7 @@ class BatchedEvaluator:
                                                                         state, recompute, active)
                 probs, stats = np.asarray(probs), jax.tree_util.tree_map(np.asarray, stats)
                 seconds = time.perf_counter() - t0
-                loads = counter.read()
-                cold = int(loads['compilations'] + loads['cache_hits'] > 0)
+                cold = int(counter.loaded_any())
                 for i in lanes:
                     home[i] = spec.net_canvas
                     out = predictors[i].finish(plans[i], probs[i], steps.StepStats(*(s[i] for s in stats)))

@@ -65,8 +65,7 @@ def timed_predict(predictor, clicks) -> tuple[np.ndarray, float, int, bool]:
     probs = predictor.predict(clicks)
     seconds = time.perf_counter() - t0
     stats = getattr(predictor, 'stats', None)
-    loads = counter.read()
-    return probs, seconds, stats.num_evals if stats is not None else 0, bool(loads['compilations'] + loads['cache_hits'])
+    return probs, seconds, stats.num_evals if stats is not None else 0, counter.loaded_any()
 
 
 def evaluate_sample(predictor, image, gt, n_clicks: int, target_iou: float, pred_thr: float) -> dict:

@@ -53,3 +53,8 @@ class CompileCounter:
 
     def read(self) -> dict:
         return {k: self._totals[k] - self._start[k] for k in self._totals}
+
+    def loaded_any(self) -> bool:
+        """Whether a program was compiled or taken from the persistent cache since creation."""
+        loads = self.read()
+        return loads['compilations'] + loads['cache_hits'] > 0

@@ -38,22 +38,30 @@ def valid_extent(canvas_hw, extent):
         _CONTEXT.reset(token)
 
 
+def _memoised(key, make):
+    """``make()``, computed once per ``valid_extent`` context (every call without one)."""
+    ctx = _CONTEXT.get()
+    if ctx is None:
+        return make()
+    memo = ctx[2]
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
+
+
 def extent_of(hw) -> Optional[tuple]:
     """Valid (h, w) of a feature map of spatial size ``hw`` on the current canvas, or None."""
     ctx = _CONTEXT.get()
     if ctx is None:
         return None
-    (ch, cw), ext, memo = ctx
+    (ch, cw), ext, _ = ctx
     hw = tuple(int(s) for s in hw)
-    if ('extent', hw) in memo:
-        return memo['extent', hw]
     for k in range(16):
         d = 2 ** k
         if (-(-ch // d), -(-cw // d)) == hw:
             # ceil(ext / d) of non-negative ints: lax.div truncates, one op instead of floor_divide's many
-            level = tuple(jax.lax.div(jnp.asarray(e, jnp.int32) + (d - 1), jnp.int32(d)) for e in ext)
-            memo['extent', hw] = level
-            return level
+            return _memoised(('extent', hw), lambda: tuple(
+                jax.lax.div(jnp.asarray(e, jnp.int32) + (d - 1), jnp.int32(d)) for e in ext))
     raise ValueError(f'a {hw[0]}x{hw[1]} feature map is no level of the {ch}x{cw} canvas')
 
 
@@ -69,11 +77,7 @@ def _level_mask(hw):
     ext = extent_of(hw)
     if ext is None:
         return None
-    memo = _CONTEXT.get()[2]
-    hw = tuple(int(s) for s in hw)
-    if ('mask', hw) not in memo:
-        memo['mask', hw] = valid_mask(hw, ext)[None, :, :, None]
-    return memo['mask', hw]
+    return _memoised(('mask', tuple(int(s) for s in hw)), lambda: valid_mask(hw, ext)[None, :, :, None])
 
 
 def zero_invalid(x):
@@ -135,9 +139,7 @@ def resize_ac(x, out_hw, in_extent=None, out_extent=None):
     h_out, w_out = int(out_hw[0]), int(out_hw[1])
     if (h_in, w_in) == (1, 1):   # a 1x1 map resizes to a broadcast, exactly
         return jnp.broadcast_to(x, (x.shape[0], h_out, w_out, x.shape[3]))
-    # weights between two levels of the canvas are computed once per context (HRNet resizes
-    # between the same levels dozens of times)
-    memo = _CONTEXT.get()[2] if _CONTEXT.get() is not None and in_extent is out_extent is None else {}
+    from_context = in_extent is None and out_extent is None
     in_extent = in_extent if in_extent is not None else extent_of((h_in, w_in))
     out_extent = out_extent if out_extent is not None else extent_of((h_out, w_out))
     if in_extent is None and out_extent is None and (h_in, w_in) == (h_out, w_out):
@@ -146,10 +148,10 @@ def resize_ac(x, out_hw, in_extent=None, out_extent=None):
     oh, ow = out_extent if out_extent is not None else (h_out, w_out)
 
     def weights(axis, n_in, n_out, size):
-        key = ('ac', axis, (h_in, w_in), (h_out, w_out))
-        if key not in memo:
-            memo[key] = ac_weights(n_in, n_out, jnp.arange(size))
-        return memo[key]
+        # between two levels of the canvas, once per context (HRNet resizes between the same
+        # levels dozens of times); explicit extents are not keyed by the shapes alone
+        make = lambda: ac_weights(n_in, n_out, jnp.arange(size))
+        return _memoised(('ac', axis, (h_in, w_in), (h_out, w_out)), make) if from_context else make()
 
     if in_extent is not None or w_in != w_out:
         x = _lerp(x, 2, *weights(2, iw, ow, w_out))
