@@ -160,7 +160,13 @@ def run_batch(spec: StepSpec, mesh, variables, inp: StepInput, state: StepState,
     program on its own lanes (one lane per device computes exactly what a batch of one does)."""
     def local(variables, inp, state, recompute, active):
         step = lambda i, s: click_step(spec, variables, i, s, recompute)
-        probs, new, stats = jax.vmap(step)(inp, state)
+        if active.shape[0] == 1:
+            # one lane runs unbatched: under vmap a cond whose predicate differs per lane
+            # computes both branches (the line search evaluates the objective in each)
+            lane = lambda t: jax.tree_util.tree_map(lambda a: a[0], t)
+            probs, new, stats = jax.tree_util.tree_map(lambda a: a[None], step(lane(inp), lane(state)))
+        else:
+            probs, new, stats = jax.vmap(step)(inp, state)
         keep = lambda a, b: jnp.where(active.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
         return probs, jax.tree_util.tree_map(keep, new, state), stats
 
