@@ -155,14 +155,14 @@ def click_step(spec: StepSpec, variables, inp: StepInput, state: StepState, reco
 @functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=4)
 def run_batch(spec: StepSpec, mesh, variables, inp: StepInput, state: StepState, recompute, active):
     """``click_step`` vmapped over samples; lanes with ``active`` False keep their state (their
-    outputs are computed and ignored: shapes stay fixed). With a ``mesh`` (axis 'batch') the
-    lanes are split over its devices by ``shard_map``, each device running the same vmapped
-    program on its own lanes (one lane per device computes exactly what a batch of one does)."""
+    outputs are computed and ignored: shapes stay fixed). A single lane runs unbatched: under
+    vmap a cond whose predicate differs per lane computes both branches, and both branches of
+    the line search's cond evaluate the objective. With a ``mesh`` (axis 'batch') the lanes are
+    split over its devices by ``shard_map``, each device running the same program on its own
+    lanes (one lane per device computes exactly what a batch of one does)."""
     def local(variables, inp, state, recompute, active):
         step = lambda i, s: click_step(spec, variables, i, s, recompute)
         if active.shape[0] == 1:
-            # one lane runs unbatched: under vmap a cond whose predicate differs per lane
-            # computes both branches (the line search evaluates the objective in each)
             lane = lambda t: jax.tree_util.tree_map(lambda a: a[0], t)
             probs, new, stats = jax.tree_util.tree_map(lambda a: a[None], step(lane(inp), lane(state)))
         else:
