@@ -3,7 +3,7 @@ DistMap-BRS and f-BRS-A/B/C, each with the reference evaluation settings.
 
 Command (the shipped model on the first 20 scenes of the synthetic eval split, ~35 min on 2
 CPU cores, ~20 with the compilation cache warm, most of it the input-BRS cells; without
---max-samples all 50):
+--max-samples all 30):
 
     fbrs-jax ablate --config experiments/ablation_paper.py --max-samples 20
 

@@ -52,6 +52,13 @@ def _datasets(text: str) -> list[str]:
     return names
 
 
+def _check_batch(args) -> None:
+    if args.batch < 1:
+        raise UsageError(f'--batch must be at least 1, got {args.batch}')
+    if args.batch > 1 and args.backend == 'scipy':
+        raise UsageError('--batch > 1 needs an on-device back end (jaxopt, optax or adam); scipy runs on the host')
+
+
 def _checkpoint(given, configured=None) -> str:
     """``--checkpoint``, else the config's, else the shipped model; it must exist."""
     import os
@@ -72,8 +79,7 @@ def _cmd_evaluate(args) -> int:
     from .eval.evaluate import EvalSettings, format_table, plot_curves, write_atomic
     from .eval.runner import run_evaluation
 
-    if args.batch < 1:
-        raise UsageError(f'--batch must be at least 1, got {args.batch}')
+    _check_batch(args)
     if args.clicks_limit is not None and args.clicks_limit < 1 and args.clicks_limit != -1:
         raise UsageError(f'--clicks-limit must be positive or -1 (all clicks), got {args.clicks_limit}')
     modes = _modes(args.mode)
@@ -156,6 +162,7 @@ def _cmd_benchmark(args) -> int:
     from .convert.loading import load_model
     from .eval.benchmark import markdown_table, run_benchmark, scene
 
+    _check_batch(args)
     modes = _modes(args.modes)
     if args.save_scene:
         s = scene(*args.size)
@@ -188,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('dst', help='output directory (created)')
     c.set_defaults(func=_cmd_convert)
 
+    from .brs.spec import SOLVERS
     from .inference.factory import MODES
     e = sub.add_parser('evaluate', parents=[common], help='NoC evaluation on datasets in the reference layout')
     e.add_argument('--checkpoint', default=None,
@@ -201,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--target-iou', type=float, default=0.90)
     e.add_argument('--thresh', type=float, default=0.49,
                    help='probability threshold of the prediction and of the BRS click test')
-    e.add_argument('--backend', default='jaxopt', choices=('jaxopt', 'optax', 'scipy', 'adam'))
+    e.add_argument('--backend', default='jaxopt', choices=SOLVERS)
     e.add_argument('--clicks-limit', type=int, default=None,
                    help="network clicks limit (-1: all clicks); default: the mode's (5 input BRS, 8 f-BRS, all NoBRS)")
     e.add_argument('--no-flip', action='store_true')
@@ -250,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument('--batch', type=int, default=1, help='copies of the scene evaluated at once (batched program)')
     b.add_argument('--precision', default='highest', choices=('highest', 'high', 'default'),
                    help="matmul/conv precision ('default' = TF32 on recent NVIDIA GPUs)")
-    b.add_argument('--backend', default='jaxopt', choices=('jaxopt', 'optax', 'scipy', 'adam'))
+    b.add_argument('--backend', default='jaxopt', choices=SOLVERS)
     b.add_argument('--zoom-target', type=int, default=400)
     b.add_argument('--no-zoom-in', action='store_true')
     b.add_argument('--no-flip', action='store_true')

@@ -32,7 +32,7 @@ def test_presets_are_the_named_modes():
     assert MODES == ('NoBRS', 'RGB-BRS', 'DistMap-BRS', 'f-BRS-A', 'f-BRS-B', 'f-BRS-C')
     assert PRESETS['RGB-BRS'] == RefinementSpec('image', 'pixel', 'none', reg_bias_weight=1.0, clicks_limit=5)
     assert PRESETS['f-BRS-B'].tap == 'f-BRS-B' and PRESETS['f-BRS-B'].reg_bias_weight == 10.0
-    assert preset('f-BRS-C', maxfun=5).maxfun == 5 and not PRESETS['NoBRS'].refines
+    assert preset('f-BRS-C', maxfun=5).maxfun == 5 and PRESETS['NoBRS'].tap is None
     for bad in (dict(bias='both'), dict(scale='exp'), dict(solver='sgd'), dict(bias='none', scale='none'),
                 dict(maxfun=0), dict(clicks_limit=0)):
         with pytest.raises(ValueError):
@@ -96,9 +96,9 @@ def test_ablate_runs_a_grid_writes_the_table_and_resumes(tmp_path, capsys):
     for r in rows:
         assert r['dataset'] == 'GrabCut' and int(r['samples']) == 2 and float(r['ms_per_click']) > 0
         assert 1 <= float(r['NoC@90']) <= 3 and 0 <= float(r['iou@1']) <= 1
-        assert 0 < float(r['evals_per_click']) <= 3 + 20        # a budget of 3, the last iteration may overrun
+        assert 0 < float(r['evals_per_optimised_click']) <= 3 + 20   # a budget of 3, the last iteration may overrun
         if r['solver'] == 'adam':
-            assert float(r['evals_per_click']) <= 3              # one evaluation per step, at most maxfun
+            assert float(r['evals_per_optimised_click']) <= 3   # one evaluation per step, at most maxfun
     table = (out / 'table.md').read_text()
     assert table.count('\n') == 2 + 4 and '| head_sep2/bias adam | GrabCut | head_sep2 | channel bias | adam | 3 |' in table
     assert table.splitlines()[2] in printed

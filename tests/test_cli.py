@@ -54,6 +54,9 @@ def test_evaluate_writes_table_json_plot_and_resumes(tmp_path, capsys):
     s = summary['datasets']['GrabCut']
     assert s['samples'] == 2 and 1 <= s['clicks'] <= 6 and s['NoC@90'] <= 3
     assert summary['settings']['mode'] == 'NoBRS' and summary['compilation']['compilations'] >= 0
+    assert summary['refinement']['tap'] is None and summary['refinement']['clicks_limit'] is None
+    assert summary['zoom_in']['GrabCut'] == dict(target_size=400, skip_clicks=1, expansion_ratio=1.4,
+                                                 min_crop_size=200, recompute_thresh_iou=0.5, prob_thresh=0.5)
     assert summary['environment']['packages']['jax'] and (out / 'iou_vs_clicks.png').stat().st_size > 1000
     lines = (out / 'GrabCut.jsonl').read_text().splitlines()
     assert [json.loads(x)['name'] for x in lines] == ['a.png', 'b.bmp']
@@ -70,8 +73,11 @@ def test_evaluate_writes_table_json_plot_and_resumes(tmp_path, capsys):
     # other settings into the same folder, a missing dataset folder: one-line errors
     assert _evaluate(tmp_path / 'data', out, '--target-iou', '0.8') == 1
     assert _evaluate(tmp_path / 'nowhere', tmp_path / 'run2') == 1
+    assert _evaluate(tmp_path / 'data', tmp_path / 'run3', '--mode', 'f-BRS-B', '--backend', 'scipy',
+                     '--batch', '2') == 2
     err = capsys.readouterr().err.splitlines()
-    assert 'different run' in err[0] and 'dataset folder not found' in err[1] and len(err) == 2
+    assert 'different run' in err[0] and 'dataset folder not found' in err[1] and len(err) == 3
+    assert 'scipy runs on the host' in err[2]
 
 
 @requires_shared

@@ -65,16 +65,9 @@ class RefinementSpec:
         if self.clicks_limit is not None and self.clicks_limit < 1:
             raise ValueError(f'clicks_limit must be positive or None (all clicks), got {self.clicks_limit}')
 
-    @property
-    def refines(self) -> bool:
-        return self.tap is not None
-
     def resolve_tap(self, fbrs_taps: dict) -> Optional[str]:
         """The model tap (f-BRS aliases looked up in the architecture's ``fbrs_taps``)."""
         return fbrs_taps[self.tap] if self.tap in FBRS_ALIASES else self.tap
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 _INPUT_BRS = dict(bias='pixel', scale='none', reg_weight=1e-3, reg_bias_weight=1.0, clicks_limit=5)

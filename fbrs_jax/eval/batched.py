@@ -50,6 +50,8 @@ class BatchedEvaluator:
         if not 0 < n <= b:
             raise ValueError(f'between 1 and {b} samples per batch, got {n}')
         predictors = [self.new_predictor() for _ in range(b)]
+        if not predictors[0].on_device:
+            raise ValueError('batched evaluation needs an on-device back end (jaxopt, optax or adam), not scipy')
         if self.variables is None:
             self.variables = jax.device_put(predictors[0].model.variables, self.replicated)
         for i, p in enumerate(predictors):

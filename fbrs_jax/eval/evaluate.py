@@ -117,9 +117,6 @@ class ResultsFile:
             if repair:
                 write_atomic(path, ''.join(json.dumps(r) + '\n' for r in self.records))
 
-    def done(self) -> set[int]:
-        return {r['index'] for r in self.records}
-
     def append(self, record: dict) -> None:
         with open(self.path, 'a') as f:
             f.write(json.dumps(record) + '\n')

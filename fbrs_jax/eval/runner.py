@@ -11,12 +11,14 @@ an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pathlib
 import time
 
 from ..inference.factory import make_predictor
 from ..inference.predictor import round_up
+from ..inference.zoom_in import ZoomInParams
 from .evaluate import (EvalSettings, ResultsFile, dataset_summary, evaluate_sample, format_table, write_atomic,
                        plot_curves, zoom_in_params)
 from .runinfo import CompileCounter, environment
@@ -26,12 +28,6 @@ def dataset_canvas(reader, n: int) -> tuple[int, int]:
     """The full-image canvas of a dataset: the largest height and width, rounded up to 8."""
     sizes = [reader.image_hw(i) for i in range(n)]
     return round_up((max(h for h, _ in sizes), max(w for _, w in sizes)), 8)
-
-
-def _predictor_factory(model, settings: EvalSettings, dataset: str, canvas):
-    spec = settings.refinement_spec()
-    zoom = zoom_in_params(dataset, settings.zoom_target) if spec.zoom_in else None
-    return lambda: make_predictor(model, spec, zoom_in=zoom, canvas=canvas)
 
 
 class _Shards:
@@ -70,11 +66,14 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
 
     sizes = {name: len(r) if settings.max_samples is None else min(len(r), settings.max_samples)
              for name, r in readers.items()}
+    spec = settings.refinement_spec()
+    zooms = {name: ZoomInParams(**zoom_in_params(name, settings.zoom_target)) if spec.zoom_in else None
+             for name in readers}
     canvases, shard_files, t_start = {}, {}, time.perf_counter()
     for name, reader in readers.items():
         n = sizes[name]
         canvases[name] = dataset_canvas(reader, n)
-        new_predictor = _predictor_factory(model, settings, name, canvases[name])
+        new_predictor = functools.partial(make_predictor, model, spec, zoom_in=zooms[name], canvas=canvases[name])
         shards = shard_files[name] = _Shards(out, name, process, processes)
         records = shards.records()
         stale = next((r for r in records if r['index'] < len(reader) and r['name'] != reader.name(r['index'])), None)
@@ -115,7 +114,9 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
     summaries = {name: dataset_summary([r for r in shard_files[name].records() if r['index'] < n],
                                        settings.n_clicks) for name, n in sizes.items()}
     print(format_table({settings.mode: summaries}))
-    summary = {**run, 'environment': environment(), 'batch': batch, 'processes': processes,
+    summary = {**run, 'refinement': dataclasses.asdict(spec),
+               'zoom_in': {k: z and dataclasses.asdict(z) for k, z in zooms.items()},
+               'environment': environment(), 'batch': batch, 'processes': processes,
                'canvases': {k: list(v) for k, v in canvases.items()},
                'compilation': counter.read(), 'session_s': time.perf_counter() - t_start, 'datasets': summaries}
     write_atomic(out / 'summary.json', json.dumps(summary, indent=1))
