@@ -105,8 +105,12 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
             if not any((x2 <= x and y2 <= y) and (x2 < x or y2 < y) for x2, y2 in points)]
 
 
+LABEL_ALL = 24
+
+
 def plot_pareto(path: pathlib.Path, rows: Sequence[dict]) -> None:
-    """NoC@90 against ms per click, one marker per (cell, dataset), the front joined."""
+    """NoC@90 against ms per click, one marker per (cell, dataset), the front joined; with more
+    than ``LABEL_ALL`` cells per dataset only the front is labelled (the table names the rest)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -117,8 +121,8 @@ def plot_pareto(path: pathlib.Path, rows: Sequence[dict]) -> None:
         ax.scatter(*zip(*pts), s=18, label=dataset)
         front = sorted(pareto_front(pts), key=lambda i: pts[i][0])
         ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], lw=1, alpha=0.6)
-        for r, (x, y) in zip(sub, pts):
-            ax.annotate(r['cell'], (x, y), fontsize=6, xytext=(3, 2), textcoords='offset points')
+        for i in (range(len(sub)) if len(sub) <= LABEL_ALL else front):
+            ax.annotate(sub[i]['cell'], pts[i], fontsize=6, xytext=(3, 2), textcoords='offset points')
     ax.set_xscale('log')
     ax.set_xlabel('ms per click (predictor, warm)')
     ax.set_ylabel('NoC@90 (lower is better)')
