@@ -6,7 +6,9 @@ fusion block ``rgb_conv``, the logits).
 
 Command (the shipped model, first 10 synthetic eval samples; 10 taps x 3 x 4 = 120 cells; the
 budget is data of the compiled click program, so the four budgets of a (tap, variables) pair share
-its programs; several hours on 2 CPU cores - not yet run to the end there -, minutes on a GPU):
+its programs). On 2 CPU cores the input-side taps (image, dist_maps, rgb_conv) take ~4.5 min to
+compile per (tap, variables) pair and ~3 min per cell, so the grid runs for hours there - it is
+resumable, and not yet run to the end; no GPU timing yet:
 
     fbrs-jax ablate --config experiments/ablation_taps.py
 

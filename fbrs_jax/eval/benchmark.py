@@ -20,8 +20,7 @@ import jax
 
 from ..data.readers import Sample
 from ..inference.factory import make_predictor
-from .clicker import Clicker
-from .metrics import iou
+from .evaluate import evaluate_sample
 from .runinfo import CompileCounter, environment
 
 
@@ -47,19 +46,10 @@ def _peak_device_bytes() -> Optional[int]:
     return int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
 
 
-def _closed_loop(predictor, sample: Sample, clicks: int) -> list[dict]:
-    clicker, pred = Clicker(sample.gt), np.zeros(sample.gt.shape, bool)
-    predictor.set_image(sample.image)
-    rows, history = [], []
-    for _ in range(clicks):
-        history.append(clicker.make_next_click(pred))
-        probs = predictor.predict(history)
-        pred = probs > 0.49
-        (h, w), (ch, cw) = predictor.last_net
-        rows.append({'wall_s': predictor.last_wall_s, 'device_s': predictor.last_device_s,
-                     'evals': predictor.stats.num_evals, 'iou': float(iou(sample.gt, pred)),
-                     'net_hw': [h, w], 'canvas_fill': h * w / (ch * cw)})
-    return rows
+def _click_details(predictor) -> dict:
+    (h, w), (ch, cw) = predictor.last_net
+    return {'wall_s': predictor.last_wall_s, 'device_s': predictor.last_device_s, 'net_hw': [h, w],
+            'canvas_fill': h * w / (ch * cw)}
 
 
 def benchmark_mode(model, mode: str, sample: Sample, clicks: int, repeats: int, batch: int = 1,
@@ -69,7 +59,7 @@ def benchmark_mode(model, mode: str, sample: Sample, clicks: int, repeats: int, 
     counter = CompileCounter()
     t0 = time.perf_counter()
     if batch == 1:
-        run = lambda: _closed_loop(new(), sample, clicks)
+        run = lambda: evaluate_sample(new(), sample.image, sample.gt, clicks, 2.0, 0.49, per_click=_click_details)
     else:
         from .batched import BatchedEvaluator
         evaluator = BatchedEvaluator(new, batch)
@@ -84,16 +74,14 @@ def benchmark_mode(model, mode: str, sample: Sample, clicks: int, repeats: int, 
            'compile_cache_hits': compiled['cache_hits'], 'first_pass_s': compile_pass_s,
            'compilations_while_timed': after['compilations'] - compiled['compilations']}
     if batch == 1:
-        rows = [r for p in passes for r in p]
-        optimised = [r['evals'] for p in passes for r in p[1:]]
-        out.update(wall_s=_percentiles([r['wall_s'] for r in rows]),
-                   device_s=_percentiles([r['device_s'] for r in rows]),
-                   wall_s_after_first_click=_percentiles([r['wall_s'] for p in passes for r in p[1:]]),
+        every = lambda key, start=0: [v for p in passes for v in p[key][start:]]
+        optimised = every('evals', 1)
+        out.update(wall_s=_percentiles(every('wall_s')), device_s=_percentiles(every('device_s')),
+                   wall_s_after_first_click=_percentiles(every('wall_s', 1)),
                    evals_per_optimised_click=float(np.mean(optimised)) if optimised else 0.0,
-                   evals=[r['evals'] for r in passes[0]], ious=[round(r['iou'], 4) for r in passes[0]],
-                   net_hw=[r['net_hw'] for r in passes[0]],
-                   canvas_fill=float(np.mean([r['canvas_fill'] for r in rows])),
-                   wall_s_per_click=[r['wall_s'] for r in rows])
+                   evals=passes[0]['evals'], ious=[round(v, 4) for v in passes[0]['ious']],
+                   net_hw=passes[0]['net_hw'], canvas_fill=float(np.mean(every('canvas_fill'))),
+                   wall_s_per_click=every('wall_s'))
     else:
         steps = [s for p in passes for s in p[0]['seconds']]
         out.update(step_s=_percentiles(steps), sample_click_s=_percentiles(np.asarray(steps) / batch),

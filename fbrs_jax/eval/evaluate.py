@@ -12,7 +12,7 @@ import json
 import os
 import pathlib
 import time
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -68,13 +68,15 @@ def timed_predict(predictor, clicks) -> tuple[np.ndarray, float, int, bool]:
     return probs, seconds, stats.num_evals if stats is not None else 0, counter.loaded_any()
 
 
-def evaluate_sample(predictor, image, gt, n_clicks: int, target_iou: float, pred_thr: float) -> dict:
+def evaluate_sample(predictor, image, gt, n_clicks: int, target_iou: float, pred_thr: float,
+                    per_click: Optional[Callable[[Any], dict]] = None) -> dict:
     """IoU (float32) after every click, the clicks, objective evaluations, seconds per click and
-    whether the click was cold (compiled or loaded a program)."""
+    whether the click was cold (compiled or loaded a program). ``per_click(predictor)``: more
+    fields to record after every click (one list per key)."""
     clicker = Clicker(gt)
     pred = np.zeros(gt.shape, bool)
     predictor.set_image(image)
-    clicks, ious, evals, seconds, cold = [], [], [], [], []
+    clicks, ious, evals, seconds, cold, extra = [], [], [], [], [], {}
     for _ in range(n_clicks):
         clicks.append(clicker.make_next_click(pred))
         probs, dt, n, compiled = timed_predict(predictor, clicks)
@@ -83,10 +85,12 @@ def evaluate_sample(predictor, image, gt, n_clicks: int, target_iou: float, pred
         cold.append(int(compiled))
         pred = probs > pred_thr
         ious.append(float(np.float32(iou(gt, pred))))
+        for k, v in (per_click(predictor) if per_click else {}).items():
+            extra.setdefault(k, []).append(v)
         if np.float32(ious[-1]) >= np.float32(target_iou):
             break
     return {'ious': ious, 'clicks': [[int(c.row), int(c.col), int(c.is_positive)] for c in clicks],
-            'evals': evals, 'seconds': seconds, 'cold': cold}
+            'evals': evals, 'seconds': seconds, 'cold': cold, **extra}
 
 
 def write_atomic(path: pathlib.Path, text: str) -> None:
