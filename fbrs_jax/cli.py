@@ -55,8 +55,9 @@ def _datasets(text: str) -> list[str]:
 def _check_batch(args) -> None:
     if args.batch < 1:
         raise UsageError(f'--batch must be at least 1, got {args.batch}')
-    if args.batch > 1 and args.backend == 'scipy':
-        raise UsageError('--batch > 1 needs an on-device back end (jaxopt, optax or adam); scipy runs on the host')
+    from .brs.solvers import get_backend
+    if args.batch > 1 and not get_backend(args.backend).on_device:
+        raise UsageError(f'--batch > 1 needs an on-device back end; {args.backend} runs on the host')
 
 
 def _checkpoint(given, configured=None) -> str:

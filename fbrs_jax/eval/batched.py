@@ -51,7 +51,8 @@ class BatchedEvaluator:
             raise ValueError(f'between 1 and {b} samples per batch, got {n}')
         predictors = [self.new_predictor() for _ in range(b)]
         if not predictors[0].on_device:
-            raise ValueError('batched evaluation needs an on-device back end (jaxopt, optax or adam), not scipy')
+            raise ValueError(f'batched evaluation needs an on-device back end; '
+                             f'{predictors[0].backend.name} runs on the host')
         if self.variables is None:
             self.variables = jax.device_put(predictors[0].model.variables, self.replicated)
         for i, p in enumerate(predictors):
