@@ -9,7 +9,7 @@ import pytest
 from conftest import R34_PTH, requires_shared
 from fbrs_jax.brs.spec import MODES, PRESETS, RefinementSpec, preset
 from fbrs_jax.cli import main
-from fbrs_jax.eval.ablation import pareto_front
+from fbrs_jax.eval.ablation import pareto_front, shares_programs
 
 GRID = '''
 from fbrs_jax.brs.spec import RefinementSpec
@@ -68,6 +68,13 @@ def test_pareto_front():
     assert pareto_front(pts) == [0, 1, 3, 4]
 
 
+def test_cells_that_differ_only_in_budget_share_programs():
+    a = RefinementSpec(tap='c3', maxfun=5)
+    assert shares_programs(a, RefinementSpec(tap='c3', maxfun=40))
+    assert not shares_programs(a, RefinementSpec(tap='c3', maxfun=5, bias='none'))
+    assert not shares_programs(a, RefinementSpec(tap='c4', maxfun=5))
+
+
 @requires_shared
 def test_specs_that_do_not_fit_the_model_are_clear_errors(r34_model):
     import fbrs_jax
@@ -79,8 +86,11 @@ def test_specs_that_do_not_fit_the_model_are_clear_errors(r34_model):
 
 
 @requires_shared
-def test_ablate_runs_a_grid_writes_the_table_and_resumes(tmp_path, capsys):
+def test_ablate_runs_a_grid_writes_the_table_and_resumes(tmp_path, capsys, monkeypatch):
+    import jax
     from conftest import make_grabcut
+    clears = []
+    monkeypatch.setattr(jax, 'clear_caches', lambda: clears.append(1))   # counted, not run: fixtures keep theirs
     make_grabcut(tmp_path / 'data' / 'GrabCut')
     config = tmp_path / 'grid.py'
     config.write_text(GRID)
@@ -88,6 +98,7 @@ def test_ablate_runs_a_grid_writes_the_table_and_resumes(tmp_path, capsys):
     args = ['ablate', '--config', str(config), '--checkpoint', str(R34_PTH), '--data-root', str(tmp_path / 'data'),
             '--out', str(out), '--quiet']
     assert main(args) == 0
+    assert len(clears) == 3      # four cells, each its own programs: dropped between them
     printed = capsys.readouterr().out
     rows = list(csv.DictReader(open(out / 'cells.csv')))
     assert [r['cell'] for r in rows] == ['head_sep2/bias adam', 'head_sep2/tanh scale', 'logits_lowres/bias adam',
@@ -109,7 +120,7 @@ def test_ablate_runs_a_grid_writes_the_table_and_resumes(tmp_path, capsys):
 
     # rerun: every cell is read back, nothing is evaluated (or compiled) again
     assert main(args) == 0
-    assert capsys.readouterr().out.count('finished earlier, read back') == 4
+    assert capsys.readouterr().out.count('finished earlier, read back') == 4 and len(clears) == 3
     again = list(csv.DictReader(open(out / 'cells.csv')))
     assert again == rows
     assert np.isfinite([float(r['NoC@85']) for r in again]).all()

@@ -31,7 +31,9 @@ class RefinementSpec:
       summed over the image and its flipped copy, as in the reference).
     * ``solver``: 'jaxopt' | 'optax' L-BFGS on device, 'scipy' (L-BFGS-B on the host, the
       reference's exact trajectory) or 'adam' (``maxfun`` steps at ``learning_rate``).
-      ``maxfun`` counts objective evaluations; ``history`` is the L-BFGS memory.
+      ``maxfun`` counts objective evaluations; L-BFGS checks it as L-BFGS-B does, before each new
+      iteration (the current line search can overrun it; maxiter = 2 * maxfun); ``history`` is the
+      L-BFGS memory.
     * protocol: ``clicks_limit`` (clicks fed to the network; None = all), ``with_flip``,
       ``zoom_in`` (ZoomIn on/off; its size comes from the dataset), ``optimize_after_n_clicks``.
     """

@@ -15,6 +15,8 @@ import pathlib
 import re
 from typing import Callable, Optional, Sequence, Union
 
+import jax
+
 from ..brs.spec import RefinementSpec
 from ..configs import load_python_config
 from .evaluate import EvalSettings, write_atomic
@@ -153,7 +155,7 @@ def run_ablation(cfg: AblationConfig, model, checkpoint: str, readers: dict, out
     folders = [cell_folder(n) for n in cells]
     if len(set(folders)) != len(folders):
         raise ValueError('two cells map to the same folder name; rename one')
-    rows = []
+    rows, previous = [], None
     for k, ((name, spec), folder) in enumerate(zip(cells.items(), folders)):
         settings = EvalSettings(mode=name, n_clicks=cfg.n_clicks, target_iou=cfg.target_iou, pred_thr=cfg.pred_thr,
                                 max_samples=cfg.max_samples, zoom_target=cfg.zoom_target, refinement=spec)
@@ -161,6 +163,9 @@ def run_ablation(cfg: AblationConfig, model, checkpoint: str, readers: dict, out
         summary = _finished(cell_out, checkpoint, model.source.get('sha256'), settings, list(readers))
         if summary is None:
             log(f'[{k + 1}/{len(cells)}] {name}')
+            if previous is not None and not shares_programs(previous, spec):
+                jax.clear_caches()
+            previous = spec
             try:
                 summary = run_evaluation(model, checkpoint, settings, readers, cell_out, quiet=quiet)
             except ValueError as e:
@@ -171,6 +176,14 @@ def run_ablation(cfg: AblationConfig, model, checkpoint: str, readers: dict, out
         write_results(out, rows)
     plot_pareto(out / 'pareto.png', rows)
     return rows
+
+
+def shares_programs(a: RefinementSpec, b: RefinementSpec) -> bool:
+    """Whether two cells run the same compiled programs: the budget is data of the click program.
+    Between cells that do not, the grid drops the compiled programs it holds (``jax.clear_caches``):
+    XLA:CPU keeps memory mappings for every loaded program, and a long grid in one process
+    otherwise exhausts the kernel's limit (vm.max_map_count) and aborts in LLVM."""
+    return dataclasses.replace(a, maxfun=b.maxfun) == b
 
 
 def _finished(cell_out: pathlib.Path, checkpoint: str, sha256, settings: EvalSettings, datasets) -> Optional[dict]:
