@@ -71,7 +71,8 @@ def benchmark_mode(model, mode: str, sample: Sample, clicks: int, repeats: int, 
     after = counter.read()
     out = {'mode': mode, 'clicks': clicks, 'repeats': repeats, 'batch': batch,
            'compilations': compiled['compilations'], 'compile_s': compiled['compile_s'],
-           'compile_cache_hits': compiled['cache_hits'], 'first_pass_s': compile_pass_s,
+           'compile_cache_hits': compiled['cache_hits'], 'cache_load_s': compiled['load_s'],
+           'first_pass_s': compile_pass_s,
            'compilations_while_timed': after['compilations'] - compiled['compilations']}
     if batch == 1:
         every = lambda key, start=0: [v for p in passes for v in p[key][start:]]
