@@ -22,7 +22,8 @@ released model and a real set:
 Expected (experiments/results/ablation_taps_hrnet18s_ocr64/): the taps after OCR (ocr_feats,
 ocr_context, ocr_out) beat both baselines (NoC@85 16.7-17.9 against 19.60 / 20.00) at 53-96 ms
 per click; the Pareto front is made of ocr_out cells and logit cells with a bias (45-60 ms);
-budgets above 10 change no NoC: the solves end on the stopping rules after 3-5 evaluations.
+budgets above 10 change NoC in 1 of 24 pairs: the solves end on the stopping rules after 3-6
+evaluations.
 """
 from fbrs_jax.brs.spec import PRESETS, RefinementSpec, preset
 from fbrs_jax.eval.ablation import AblationConfig
