@@ -13,8 +13,8 @@ compiled click program, so the four budgets of a (tap, variables) pair share its
 Measured on 2 CPU cores: a late tap (hrnet_feats and after) compiles in ~45 s per (tap,
 variables) pair and runs a cell in ~1 min (all 84 late cells: 55 min); an input-side tap
 (image, dist_maps, rgb_conv) compiles in ~5 min per pair and runs a cell in ~5 min (1 s per
-click), so the whole grid takes ~4.5 h there. It is resumable. No GPU timing yet. The full split (30 scenes): add ``--max-samples 30``. On a
-released model and a real set:
+click), so the whole grid takes ~4.5 h there. It is resumable. No GPU timing yet. The full
+split (30 scenes): add ``--max-samples 30``. On a released model and a real set:
 
     fbrs-jax ablate --config experiments/ablation_taps.py --checkpoint resnet34_dh128_sbd.pth \\
         --datasets GrabCut --data-root ../shared/data --max-samples 50

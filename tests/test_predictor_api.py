@@ -89,24 +89,25 @@ def test_budgets_share_one_compiled_program(r34_model):
 def test_compile_counter_tells_compilations_from_cache_loads(tmp_path):
     """JAX reports a persistent-cache load under its compilation event: the counter must not
     count it as a compilation. A fresh process, so the session's in-memory programs stay."""
+    import json
     import subprocess
     import sys
     script = f"""
-import jax, jax.numpy as jnp, numpy as np
+import json, jax, jax.numpy as jnp, numpy as np
 from fbrs_jax.eval.runinfo import CompileCounter
 jax.config.update('jax_compilation_cache_dir', {str(tmp_path)!r})
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
 f = lambda x: jnp.tanh(x @ x.T).sum()
 first = CompileCounter()
 jax.jit(f)(np.ones((4, 4), np.float32)).block_until_ready()
-print(first.read())
+print(json.dumps(first.read()))
 jax.clear_caches()
 second = CompileCounter()
 jax.jit(f)(np.ones((4, 4), np.float32)).block_until_ready()
-print(second.read())
+print(json.dumps(second.read()))
 """
     out = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, check=True).stdout
-    first, second = (eval(line) for line in out.strip().splitlines()[-2:])
+    first, second = (json.loads(line) for line in out.strip().splitlines()[-2:])
     assert first['compilations'] >= 1 and first['cache_hits'] == 0 and first['compile_s'] > 0 == first['load_s']
     assert second == {'compilations': 0, 'compile_s': 0.0, 'cache_hits': first['compilations'],
                       'load_s': second['load_s']} and second['load_s'] > 0, second
