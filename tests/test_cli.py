@@ -42,16 +42,22 @@ def _evaluate(data_root, out, *extra):
 
 
 @requires_shared
-def test_evaluate_writes_table_json_plot_and_resumes(tmp_path, capsys):
+def test_evaluate_writes_table_json_plot_and_resumes(tmp_path, capsys, monkeypatch):
     import json
+    import fbrs_jax.eval.runner
     from conftest import make_grabcut
     make_grabcut(tmp_path / 'data' / 'GrabCut')
     out = tmp_path / 'run'
+    monkeypatch.setattr(fbrs_jax.eval.runner, 'steal_fraction', lambda start, end: 0.25)   # a busy host
     assert _evaluate(tmp_path / 'data', out) == 0
-    table = capsys.readouterr().out
+    monkeypatch.undo()
+    table, warning = capsys.readouterr()
     assert '| NoBRS       | GrabCut    |' in table and 'NoC@90' in table
+    assert warning == 'warning: the hypervisor took 25% of the CPU time while samples ran; ' \
+                      'timings may read up to 1.3x too long\n'
     summary = json.loads((out / 'summary.json').read_text())
     s = summary['datasets']['GrabCut']
+    assert s['cpu_steal'] == 0.25
     assert s['samples'] == 2 and 1 <= s['clicks'] <= 6 and s['NoC@90'] <= 3
     assert summary['settings']['mode'] == 'NoBRS' and summary['compilation']['compilations'] >= 0
     assert summary['refinement']['tap'] is None and summary['refinement']['clicks_limit'] is None

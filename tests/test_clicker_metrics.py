@@ -1,4 +1,6 @@
 """Clicker rules (ties, borders, ignore band, degenerate case) and NoC / NoF / SPC arithmetic."""
+import pathlib
+
 import numpy as np
 
 from fbrs_jax.eval.clicker import Click, Clicker
@@ -67,3 +69,18 @@ def test_warm_latency_leaves_out_clicks_that_compiled():
     s = dataset_summary(records, max_clicks=20)
     assert np.isclose(s['warm_s_per_click'], 0.2)
     assert np.isclose(s['predictor_s_per_click'], 39.6 / 5)
+    assert s['cpu_steal'] is None     # records written before steal was measured
+
+
+def test_cpu_steal_is_the_hypervisors_share_weighted_by_wall_time():
+    from fbrs_jax.eval.evaluate import dataset_summary
+    from fbrs_jax.eval.runinfo import cpu_ticks, steal_fraction
+    assert steal_fraction((10, 1000), (70, 1200)) == 0.3
+    assert steal_fraction(None, (70, 1200)) is None and steal_fraction((10, 1000), (10, 1000)) is None
+    if pathlib.Path('/proc/stat').exists():
+        stolen, total = cpu_ticks()
+        assert 0 <= stolen <= total and total > 0
+    records = [{'ious': [0.95], 'evals': [0], 'seconds': [1.0], 'wall_s': 3.0, 'cpu_steal': 0.5},
+               {'ious': [0.95], 'evals': [0], 'seconds': [1.0], 'wall_s': 1.0, 'cpu_steal': 0.1},
+               {'ious': [0.95], 'evals': [0], 'seconds': [1.0], 'wall_s': 5.0}]
+    assert np.isclose(dataset_summary(records, max_clicks=20)['cpu_steal'], (1.5 + 0.1) / 4)

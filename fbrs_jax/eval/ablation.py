@@ -42,7 +42,7 @@ class AblationConfig:
 
 COLUMNS = ('cell', 'dataset', 'tap', 'variables', 'solver', 'budget', 'NoC@85', 'NoC@90', 'NoF@85', 'NoF@90',
            'iou@1', 'iou@2', 'iou@3', 'iou@4', 'iou@5', 'ms_per_click', 'evals_per_optimised_click', 'compilations',
-           'compile_s', 'samples')
+           'compile_s', 'cpu_steal', 'samples')
 
 
 def load_ablation_config(path: str) -> AblationConfig:
@@ -85,19 +85,21 @@ def cell_rows(name: str, spec: RefinementSpec, summary: dict) -> list[dict]:
             'ms_per_click': 1000.0 * s.get('warm_s_per_click', s['predictor_s_per_click']),   # compiles excluded
             'evals_per_optimised_click': s['evals_per_optimised_click'],
             'compilations': summary['compilation']['compilations'],
-            'compile_s': summary['compilation']['compile_s'], 'samples': s['samples']})
+            'compile_s': summary['compilation']['compile_s'], 'cpu_steal': s.get('cpu_steal'),
+            'samples': s['samples']})
     return rows
 
 
 def markdown(rows: Sequence[dict]) -> str:
     head = ('| cell | dataset | tap | variables | solver | budget | NoC@85 | NoC@90 | NoF@90 '
-            '| IoU@1 | IoU@3 | IoU@5 | ms/click (warm) | evals per optimised click | compiles (s) |')
+            '| IoU@1 | IoU@3 | IoU@5 | ms/click (warm) | evals per optimised click | compiles (s) | CPU steal |')
     lines = [head, '|' + '---|' * (head.count('|') - 1)]
     for r in rows:
         lines.append(f"| {r['cell']} | {r['dataset']} | {r['tap']} | {r['variables']} | {r['solver']} "
                      f"| {r['budget']} | {r['NoC@85']:.2f} | {r['NoC@90']:.2f} | {r['NoF@90']} "
                      f"| {r['iou@1']:.3f} | {r['iou@3']:.3f} | {r['iou@5']:.3f} | {r['ms_per_click']:.0f} "
-                     f"| {r['evals_per_optimised_click']:.1f} | {r['compilations']} ({r['compile_s']:.0f}) |")
+                     f"| {r['evals_per_optimised_click']:.1f} | {r['compilations']} ({r['compile_s']:.0f}) "
+                     f"| {'–' if r.get('cpu_steal') is None else format(r['cpu_steal'], '.0%')} |")
     return '\n'.join(lines)
 
 

@@ -21,7 +21,7 @@ import jax
 from ..data.readers import Sample
 from ..inference.factory import make_predictor
 from .evaluate import evaluate_sample
-from .runinfo import CompileCounter, environment
+from .runinfo import CompileCounter, cpu_ticks, environment, steal_fraction
 
 
 def scene(h: int, w: int, seed: int = 0) -> Sample:
@@ -67,13 +67,15 @@ def benchmark_mode(model, mode: str, sample: Sample, clicks: int, repeats: int, 
     run()
     compile_pass_s = time.perf_counter() - t0
     compiled = counter.read()
+    ticks = cpu_ticks()
     passes = [run() for _ in range(repeats)]
-    after = counter.read()
+    after, steal = counter.read(), steal_fraction(ticks, cpu_ticks())
     out = {'mode': mode, 'clicks': clicks, 'repeats': repeats, 'batch': batch,
            'compilations': compiled['compilations'], 'compile_s': compiled['compile_s'],
            'compile_cache_hits': compiled['cache_hits'], 'cache_load_s': compiled['load_s'],
            'first_pass_s': compile_pass_s,
-           'compilations_while_timed': after['compilations'] - compiled['compilations']}
+           'compilations_while_timed': after['compilations'] - compiled['compilations'],
+           'cpu_steal_while_timed': steal}
     if batch == 1:
         every = lambda key, start=0: [v for p in passes for v in p[key][start:]]
         optimised = every('evals', 1)

@@ -131,7 +131,9 @@ class ResultsFile:
 def dataset_summary(records: Sequence[dict], max_clicks: int) -> dict:
     """NoC/NoF from the IoU lists; SPC from the wall time spent in the loop (image loading,
     clicker and predictor, as the reference measures it) over all clicks made; the warm latency
-    from the clicks that compiled nothing (records without ``cold`` flags count as warm)."""
+    from the clicks that compiled nothing (records without ``cold`` flags count as warm); the
+    hypervisor's share of the CPU while the samples ran (``cpu_steal``, wall-time weighted; None
+    where not measured)."""
     ious = [r['ious'] for r in records]
     out = summarize(ious, sum(r['wall_s'] for r in records), max_clicks=max_clicks)
     evals = [e for r in records for e in r['evals']]
@@ -143,6 +145,9 @@ def dataset_summary(records: Sequence[dict], max_clicks: int) -> dict:
     out['evals_per_click'] = float(np.mean(evals)) if evals else 0.0
     out['evals_per_optimised_click'] = float(np.mean(optimised)) if optimised else 0.0
     out['mean_iou_curve'] = mean_iou_curve(ious, max_clicks).tolist()
+    stolen = [(r['cpu_steal'], r['wall_s']) for r in records if r.get('cpu_steal') is not None]
+    out['cpu_steal'] = (sum(f * w for f, w in stolen) / sum(w for _, w in stolen)
+                        if stolen and sum(w for _, w in stolen) > 0 else None)
     return out
 
 

@@ -1,6 +1,8 @@
-"""What a results JSON records about the run: device, package versions, compilations."""
+"""What a results JSON records about the run: device, package versions, compilations, CPU time
+stolen by the hypervisor."""
 from __future__ import annotations
 
+import pathlib
 import platform
 import threading
 from importlib import metadata
@@ -8,6 +10,7 @@ from importlib import metadata
 import jax
 
 PACKAGES = ('fbrs_jax', 'jax', 'jaxlib', 'flax', 'optax', 'jaxopt', 'numpy', 'scipy')
+STEAL_WARNING = 0.1    # evaluate warns when the hypervisor took more of the CPU than this
 
 
 def environment() -> dict:
@@ -23,6 +26,26 @@ def environment() -> dict:
             'device_count': len(devices), 'machine': platform.machine(),
             'processor': platform.processor() or None, 'python': platform.python_version(),
             'packages': versions}
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(stolen, total) CPU ticks since boot from Linux's /proc/stat; None elsewhere."""
+    try:
+        fields = pathlib.Path('/proc/stat').read_text().split('\n', 1)[0].split()
+    except OSError:
+        return None
+    if not fields or fields[0] != 'cpu' or len(fields) < 9:
+        return None
+    ticks = [int(v) for v in fields[1:9]]   # user nice system idle iowait irq softirq steal
+    return ticks[7], sum(ticks)
+
+
+def steal_fraction(start: tuple[int, int] | None, end: tuple[int, int] | None) -> float | None:
+    """Share of the machine's CPU time between two ``cpu_ticks()`` that the hypervisor gave to
+    other guests: wall-clock timings on a virtual machine stretch by about 1 / (1 - steal)."""
+    if start is None or end is None or end[1] <= start[1]:
+        return None
+    return (end[0] - start[0]) / (end[1] - start[1])
 
 
 class CompileCounter:

@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import json
 import pathlib
+import sys
 import time
 
 from ..inference.factory import make_predictor
@@ -21,7 +22,7 @@ from ..inference.predictor import round_up
 from ..inference.zoom_in import ZoomInParams
 from .evaluate import (EvalSettings, ResultsFile, dataset_summary, evaluate_sample, format_table, write_atomic,
                        plot_curves, zoom_in_params)
-from .runinfo import CompileCounter, environment
+from .runinfo import STEAL_WARNING, CompileCounter, cpu_ticks, environment, steal_fraction
 
 
 def dataset_canvas(reader, n: int) -> tuple[int, int]:
@@ -91,16 +92,16 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
             evaluator = BatchedEvaluator(new_predictor, batch)
         predictor = new_predictor() if evaluator is None else None
         for chunk in todo:
-            t0 = time.perf_counter()
+            t0, ticks = time.perf_counter(), cpu_ticks()
             samples = [reader[i] for i in chunk]
             if evaluator is None:
                 records = [evaluate_sample(predictor, s.image, s.gt, settings.n_clicks, settings.target_iou,
                                            settings.pred_thr) for s in samples]
             else:
                 records = evaluator.evaluate(samples, settings.n_clicks, settings.target_iou, settings.pred_thr)
-            wall = (time.perf_counter() - t0) / len(chunk)
+            wall, steal = (time.perf_counter() - t0) / len(chunk), steal_fraction(ticks, cpu_ticks())
             for i, s, record in zip(chunk, samples, records):
-                record.update(index=i, name=s.name, wall_s=wall)
+                record.update(index=i, name=s.name, wall_s=wall, cpu_steal=steal)
                 shards.mine.append(record)
                 bar.update(1)
                 bar.set_postfix(clicks=len(record['ious']), iou=f"{record['ious'][-1]:.3f}")
@@ -114,6 +115,10 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
     summaries = {name: dataset_summary([r for r in shard_files[name].records() if r['index'] < n],
                                        settings.n_clicks) for name, n in sizes.items()}
     print(format_table({settings.mode: summaries}))
+    stolen = max((s['cpu_steal'] for s in summaries.values() if s['cpu_steal'] is not None), default=0.0)
+    if stolen > STEAL_WARNING:
+        print(f'warning: the hypervisor took {stolen:.0%} of the CPU time while samples ran; '
+              f'timings may read up to {1 / (1 - stolen):.1f}x too long', file=sys.stderr)
     summary = {**run, 'refinement': dataclasses.asdict(spec),
                'zoom_in': {k: z and dataclasses.asdict(z) for k, z in zooms.items()},
                'environment': environment(), 'batch': batch, 'processes': processes,
