@@ -13,7 +13,8 @@ compiled click program, so the four budgets of a (tap, variables) pair share its
 Measured on 2 CPU cores: a late tap (hrnet_feats and after) compiles in ~45 s per (tap,
 variables) pair and runs a cell in ~1 min (all 84 late cells: 55 min); an input-side tap
 (image, dist_maps, rgb_conv) compiles in ~5 min per pair and runs a cell in ~5 min (1 s per
-click), so the whole grid takes ~4.5 h there. It is resumable. No GPU timing yet. The full
+click), so the whole grid takes ~4.5 h there (longer on a virtual machine whose host steals
+CPU: the table's last column). It is resumable. No GPU timing yet. The full
 split (30 scenes): add ``--max-samples 30``. On a released model and a real set:
 
     fbrs-jax ablate --config experiments/ablation_taps.py --checkpoint resnet34_dh128_sbd.pth \\
@@ -22,8 +23,9 @@ split (30 scenes): add ``--max-samples 30``. On a released model and a real set:
 Expected (experiments/results/ablation_taps_hrnet18s_ocr64/): the taps after OCR (ocr_feats,
 ocr_context, ocr_out) beat both baselines (NoC@85 16.7-17.9 against 19.60 / 20.00) at 53-96 ms
 per click; the Pareto front is made of ocr_out cells and logit cells with a bias (45-60 ms);
-budgets above 10 change NoC in 1 of 24 pairs: the solves end on the stopping rules after 3-6
-evaluations.
+input-side variables (image, dist_maps, rgb_conv) cost ~10x NoBRS per click and reach NoC@85
+18.3 at best; budgets above 10 change NoC in 2 of 29 pairs: the solves end on the stopping
+rules after 3-7 evaluations.
 """
 from fbrs_jax.brs.spec import PRESETS, RefinementSpec, preset
 from fbrs_jax.eval.ablation import AblationConfig
