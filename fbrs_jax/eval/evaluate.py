@@ -146,8 +146,8 @@ def dataset_summary(records: Sequence[dict], max_clicks: int) -> dict:
     out['evals_per_optimised_click'] = float(np.mean(optimised)) if optimised else 0.0
     out['mean_iou_curve'] = mean_iou_curve(ious, max_clicks).tolist()
     stolen = [(r['cpu_steal'], r['wall_s']) for r in records if r.get('cpu_steal') is not None]
-    out['cpu_steal'] = (sum(f * w for f, w in stolen) / sum(w for _, w in stolen)
-                        if stolen and sum(w for _, w in stolen) > 0 else None)
+    weight = sum(w for _, w in stolen)
+    out['cpu_steal'] = sum(f * w for f, w in stolen) / weight if weight > 0 else None
     return out
 
 
