@@ -23,9 +23,10 @@ split (30 scenes): add ``--max-samples 30``. On a released model and a real set:
 Expected (experiments/results/ablation_taps_hrnet18s_ocr64/): the taps after OCR (ocr_feats,
 ocr_context, ocr_out) beat both baselines (NoC@85 16.7-17.9 against 19.60 / 20.00) at 53-96 ms
 per click; the Pareto front is made of ocr_out cells and logit cells with a bias (45-60 ms);
-input-side variables (image, dist_maps, rgb_conv) cost ~10x NoBRS per click and reach NoC@85
-18.3 at best; budgets above 10 change NoC in 2 of 29 pairs: the solves end on the stopping
-rules after 3-7 evaluations.
+input-side variables (image, dist_maps, rgb_conv) cost 8-15x NoBRS per click and reach NoC@85
+18.1 at best (dist_maps scale and bias), NoC@90 never below 20.00; budgets above 10 change NoC
+in 2 of the 30 (tap, variables) pairs: the solves end on the stopping rules after 3-7
+evaluations.
 """
 from fbrs_jax.brs.spec import PRESETS, RefinementSpec, preset
 from fbrs_jax.eval.ablation import AblationConfig
