@@ -3,7 +3,10 @@ clicks: per click the IoU of our mask (prob > 0.49) with the reference's, max |d
 objective evaluations next to the reference's counts.
 
     python experiments/trace_agreement.py --backends scipy,jaxopt --out experiments/results/trace_agreement_cpu
-writes <out>.json and <out>.md (one row per trace and back end).
+writes <out>.json and <out>.md (one row per trace and back end) after every row; a rerun with the
+same --out keeps the rows already there and runs the rest. Each row drops the compiled programs
+of the previous one (XLA:CPU keeps memory mappings per loaded program, and the whole run in one
+process otherwise exhausts vm.max_map_count); the persistent compilation cache reloads them.
 """
 from __future__ import annotations
 
@@ -40,7 +43,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     jax.config.update('jax_compilation_cache_dir', str(pathlib.Path.home() / '.cache' / 'fbrs_jax' / 'xla'))
     reference = pathlib.Path(args.reference)
-    rows = []
+    out = pathlib.Path(args.out)
+    rows = json.loads(out.with_suffix('.json').read_text())['rows'] if out.with_suffix('.json').exists() else []
+    done = {(r['model'], r['mode'], r['image'], r['backend']) for r in rows}
     for folder in args.folders.split(','):
         model = fbrs_jax.load_model(reference / 'weights' / MODELS[folder])
         images = np.load(reference / folder / 'trace_images.npz')
@@ -48,6 +53,9 @@ def main(argv=None) -> int:
             trace = np.load(path)
             clicks = [fbrs_jax.Click(int(r), int(c), bool(q)) for r, c, q in trace['clicks']]
             for backend in args.backends.split(','):
+                if (model.arch.name, mode, image_name, backend) in done:
+                    continue
+                jax.clear_caches()
                 steps = replay_clicks(fbrs_jax.make_predictor(model, mode, solver=backend),
                                       images[f'{image_name}__image'], clicks)
                 ref = trace['probs'].astype(np.float32)
@@ -61,7 +69,6 @@ def main(argv=None) -> int:
                 rows.append(row)
                 print(json.dumps({k: row[k] for k in ('model', 'mode', 'image', 'backend', 'evals', 'reference_evals')}),
                       file=sys.stderr)
-                out = pathlib.Path(args.out)
                 out.with_suffix('.json').write_text(json.dumps({'environment': environment(), 'rows': rows}, indent=1))
                 out.with_suffix('.md').write_text(markdown(rows))
     return 0
