@@ -21,7 +21,7 @@ import jax
 import fbrs_jax
 from fbrs_jax.eval.evaluate import replay_clicks
 from fbrs_jax.eval.metrics import iou
-from fbrs_jax.eval.runinfo import environment
+from fbrs_jax.eval.runinfo import enable_compilation_cache, environment
 
 REFERENCE = pathlib.Path(__file__).resolve().parents[1].parent / 'shared' / 'reference'
 MODELS = {'r34_trained': 'resnet34_dh128_synth.pth', 'hrnet18_random': 'hrnet18_ocr64.pth'}
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     p.add_argument('--folders', default=','.join(MODELS))
     p.add_argument('--out', required=True)
     args = p.parse_args(argv)
-    jax.config.update('jax_compilation_cache_dir', str(pathlib.Path.home() / '.cache' / 'fbrs_jax' / 'xla'))
+    enable_compilation_cache()
     reference = pathlib.Path(args.reference)
     out = pathlib.Path(args.out)
     rows = json.loads(out.with_suffix('.json').read_text())['rows'] if out.with_suffix('.json').exists() else []

@@ -21,19 +21,6 @@ def _cmd_convert(args) -> int:
     return 0
 
 
-def _enable_compilation_cache() -> None:
-    """Persistent XLA cache (``$FBRS_JAX_CACHE`` or ~/.cache/fbrs_jax/xla): later runs skip compiles."""
-    import os
-    import pathlib
-
-    import jax
-    if jax.config.jax_compilation_cache_dir:       # already chosen by the embedding program
-        return
-    path = os.environ.get('FBRS_JAX_CACHE') or str(pathlib.Path.home() / '.cache' / 'fbrs_jax' / 'xla')
-    jax.config.update('jax_compilation_cache_dir', path)
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
-
-
 def _modes(text: str) -> list[str]:
     from .inference.factory import MODES
     modes = [m.strip() for m in text.split(',') if m.strip()]
@@ -78,6 +65,7 @@ def _cmd_evaluate(args) -> int:
     from .convert.loading import load_model
     from .data.readers import open_dataset
     from .eval.evaluate import EvalSettings, format_table, plot_curves, write_atomic
+    from .eval.runinfo import enable_compilation_cache
     from .eval.runner import run_evaluation
 
     _check_batch(args)
@@ -90,7 +78,7 @@ def _cmd_evaluate(args) -> int:
     if args.distributed:
         import jax
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    _enable_compilation_cache()
+    enable_compilation_cache()
     model = load_model(checkpoint)
     out = pathlib.Path(args.out or f'runs/evaluate/{model.arch.name}_{"_".join(modes)}')
     results = {}
@@ -116,6 +104,7 @@ def _cmd_ablate(args) -> int:
     from .convert.loading import load_model
     from .data.readers import open_dataset
     from .eval.ablation import load_ablation_config, markdown, run_ablation
+    from .eval.runinfo import enable_compilation_cache
 
     cfg = load_ablation_config(args.config)
     datasets = _datasets(args.datasets) if args.datasets else list(cfg.datasets)
@@ -124,7 +113,7 @@ def _cmd_ablate(args) -> int:
     if args.max_samples is not None:
         cfg.max_samples = args.max_samples
     checkpoint = _checkpoint(args.checkpoint, cfg.checkpoint)
-    _enable_compilation_cache()
+    enable_compilation_cache()
     model = load_model(checkpoint)
     default = f'runs/ablation/{pathlib.Path(args.config).stem}_{model.arch.name}' + (
         f'_n{cfg.max_samples}' if args.max_samples is not None else '')
@@ -138,13 +127,14 @@ def _cmd_ablate(args) -> int:
 def _cmd_train(args) -> int:
     import dataclasses
 
+    from .eval.runinfo import enable_compilation_cache
     from .train.config import load_config, override
     from .train.trainer import train
 
     cfg = override(load_config(args.config), args.set or [])
     if args.epochs is not None:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
-    _enable_compilation_cache()
+    enable_compilation_cache()
     train(cfg, args.workdir, stop_step=args.stop_step)
     return 0
 
@@ -162,13 +152,14 @@ def _cmd_benchmark(args) -> int:
 
     from .convert.loading import load_model
     from .eval.benchmark import markdown_table, run_benchmark, scene
+    from .eval.runinfo import enable_compilation_cache
 
     _check_batch(args)
     modes = _modes(args.modes)
     if args.save_scene:
         s = scene(*args.size)
         np.savez_compressed(args.save_scene, **{f'{s.name}__image': s.image, f'{s.name}__gt_mask': s.gt})
-    _enable_compilation_cache()
+    enable_compilation_cache()
     model = load_model(args.checkpoint, precision=args.precision)
     result = run_benchmark(model, str(args.checkpoint), modes, args.size, args.clicks, args.repeats, args.batch,
                            args.precision, with_flip=not args.no_flip,

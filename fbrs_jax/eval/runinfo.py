@@ -2,6 +2,7 @@
 stolen by the hypervisor."""
 from __future__ import annotations
 
+import os
 import pathlib
 import platform
 import threading
@@ -11,6 +12,16 @@ import jax
 
 PACKAGES = ('fbrs_jax', 'jax', 'jaxlib', 'flax', 'optax', 'jaxopt', 'numpy', 'scipy')
 STEAL_WARNING = 0.1    # evaluate warns when the hypervisor took more of the CPU than this
+
+
+def enable_compilation_cache() -> None:
+    """Persistent XLA cache (``$FBRS_JAX_CACHE`` or ~/.cache/fbrs_jax/xla) unless the embedding
+    program chose one: later runs load compiled programs instead of compiling them."""
+    if jax.config.jax_compilation_cache_dir:
+        return
+    path = os.environ.get('FBRS_JAX_CACHE') or str(pathlib.Path.home() / '.cache' / 'fbrs_jax' / 'xla')
+    jax.config.update('jax_compilation_cache_dir', path)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 
 
 def environment() -> dict:
