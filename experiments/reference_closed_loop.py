@@ -1,14 +1,20 @@
 """Closed-loop evaluation of fbrs_jax beside the official PyTorch code on a real test set.
 
+    REF_HOME=/work/fbrs-ref ../shared/reference/live/setup.sh GIT_DIR     # once (see live/README.md)
     python experiments/reference_closed_loop.py --checkpoint ../shared/reference/weights/resnet34_dh128_synth.pth \\
         --ref-home /work/fbrs-ref --datasets GrabCut --modes NoBRS --work runs/closed_loop \\
-        --out experiments/results/closed_loop_r34_cpu
+        --out experiments/results/closed_loop_r34_grabcut_cpu
+
+Expected (2-core CPU; the two codes side by side took 1.6 h): all 50 GrabCut samples make the same 20 clicks in
+both codes, NoC@80/85/90 20.00 in both. ``--modes f-BRS-B --max-samples 10``: clicks 1-5
+identical, NoC equal, mean IoU after 20 clicks 0.48 against 0.53 (``experiments/results/README.md``).
 
 For each dataset the reference's own loader (``isegm.data``, OpenCV decoding) writes every
 sample to ``.npz`` chunks; the script checks that ``fbrs_jax``'s reader gives the same image
 and mask bytes. Then, for each mode, both codes run the reference evaluation protocol (flip,
 ZoomIn 400, threshold 0.49, 20 clicks, stop at IoU 0.9): ours through ``run_evaluation`` into
-``WORK/ours/<mode>`` (an ``fbrs-jax evaluate`` folder), the reference through
+``WORK/ours/<mode>`` (``<mode>_<backend>`` for a back end other than jaxopt; an ``fbrs-jax
+evaluate`` folder), the reference through
 ``../shared/reference/live/closed_loop.py`` into ``WORK/reference/<dataset>_<mode>.jsonl``,
 one chunk of samples at a time. Both resume: finished samples are kept.
 
@@ -32,7 +38,7 @@ import numpy as np
 import fbrs_jax
 from fbrs_jax.data.readers import open_dataset
 from fbrs_jax.eval.evaluate import EvalSettings, ResultsFile
-from fbrs_jax.eval.metrics import summarize
+from fbrs_jax.eval.metrics import mean_iou_curve, summarize
 from fbrs_jax.eval.runinfo import enable_compilation_cache, environment
 from fbrs_jax.eval.runner import run_evaluation
 
@@ -143,13 +149,15 @@ def compare_runs(ours: list[dict], ref: list[dict], n_clicks: int) -> dict:
         # IoU k is the result of clicks 1..k: comparable while those clicks agree.
         diffs = [abs(a - b) for a, b in zip(o['ious'][:common], r['ious'][:common])]
         max_diff = max([max_diff] + diffs)
-    seconds = lambda rs: float(np.mean([t for x in rs for t in x['seconds']])) if rs else None
-    keep = lambda s: {k: v for k, v in s.items() if k.startswith(('NoC', 'NoF')) or k in ('samples', 'clicks')}
-    return {'samples': len(pairs),
-            'ours': {**keep(summarize([o['ious'] for o, _ in pairs], max_clicks=n_clicks)),
-                     's_per_click': seconds([o for o, _ in pairs])},
-            'reference': {**keep(summarize([r['ious'] for _, r in pairs], max_clicks=n_clicks)),
-                          's_per_click': seconds([r for _, r in pairs])},
+
+    def side(records):
+        ious = [x['ious'] for x in records]
+        summary = summarize(ious, max_clicks=n_clicks)
+        return {**{k: v for k, v in summary.items() if k.startswith(('NoC', 'NoF')) or k in ('samples', 'clicks')},
+                'mean_iou_curve': mean_iou_curve(ious, n_clicks).tolist(),
+                's_per_click': float(np.mean([t for x in records for t in x['seconds']])) if records else None}
+
+    return {'samples': len(pairs), 'ours': side([o for o, _ in pairs]), 'reference': side([r for _, r in pairs]),
             'identical_click_sequences': same,
             'first_differing_click': {'min': min(parted), 'median': float(np.median(parted)),
                                       'max': max(parted)} if parted else None,
@@ -157,17 +165,20 @@ def compare_runs(ours: list[dict], ref: list[dict], n_clicks: int) -> dict:
 
 
 def markdown(result: dict) -> str:
-    rows = ['| dataset | mode | samples | images and masks identical | NoC@80 ours / ref | NoC@85 ours / ref '
-            '| NoC@90 ours / ref | NoF@90 ours / ref | identical click sequences | first other click '
-            '(min / median) | max IoU difference while clicks agree | s/click ours / ref |',
-            '|' + '---|' * 12]
+    rows = ['| dataset | mode | samples | NoC@80 ours / ref | NoC@85 ours / ref '
+            '| NoC@90 ours / ref | NoF@90 ours / ref | mean IoU after 5 / 10 / 20 clicks, ours | reference '
+            '| identical click sequences | first other click (min / median) | max IoU difference while clicks agree '
+            '| s/click ours / ref |',
+            '|' + '---|' * 13]
     for dataset, d in result['datasets'].items():
-        dec = d['decoding']
         for mode, c in d['modes'].items():
             o, r, f = c['ours'], c['reference'], c['first_differing_click']
             noc = lambda k: f"{o[k]:.2f} / {r[k]:.2f}"
-            rows.append(f"| {dataset} | {mode} | {c['samples']} | {dec['identical']}/{dec['samples']} | "
+            miou = lambda s: ' / '.join(f"{s['mean_iou_curve'][k - 1]:.3f}" for k in (5, 10, 20)
+                                        if k <= len(s['mean_iou_curve']))
+            rows.append(f"| {dataset} | {mode} | {c['samples']} | "
                         f"{noc('NoC@80')} | {noc('NoC@85')} | {noc('NoC@90')} | {o['NoF@90']} / {r['NoF@90']} | "
+                        f"{miou(o)} | {miou(r)} | "
                         f"{c['identical_click_sequences']}/{c['samples']} | "
                         f"{'-' if f is None else '%d / %g' % (f['min'], f['median'])} | "
                         f"{c['max_iou_difference_while_clicks_agree']:.1e} | "
@@ -181,8 +192,9 @@ def main():
     p.add_argument('--ref-home', required=True, type=pathlib.Path, help='REF_HOME of live/setup.sh')
     p.add_argument('--data-root', default=str(LIVE.parents[1] / 'data'))
     p.add_argument('--datasets', default='GrabCut')
-    p.add_argument('--modes', default='NoBRS')
+    p.add_argument('--modes', default='NoBRS', help="comma-separated; '' compares the decoded samples only")
     p.add_argument('--max-samples', type=int, default=None, help='only the first N samples of each dataset')
+    p.add_argument('--backend', default='jaxopt', help="our solver back end ('scipy' replays the reference's L-BFGS-B)")
     p.add_argument('--n-clicks', type=int, default=20)
     p.add_argument('--target-iou', type=float, default=0.9)
     p.add_argument('--threads', type=int, default=2, help="the reference's torch threads")
@@ -194,6 +206,7 @@ def main():
     enable_compilation_cache()
     model = fbrs_jax.load_model(args.checkpoint)
     result = {'experiment': 'reference_closed_loop', 'checkpoint': args.checkpoint, 'arch': model.arch.name,
+              'backend': args.backend,
               'n_clicks': args.n_clicks, 'target_iou': args.target_iou, 'environment': environment(),
               'datasets': {}}
     for dataset in args.datasets.split(','):
@@ -203,20 +216,26 @@ def main():
                                         args.work / 'reference' / f'{dataset}_samples', args.chunk)
         chunks = [c for c in chunks if int(c.stem) < n]
         entry = result['datasets'][dataset] = {'decoding': compare_decoding(reader, chunks, n), 'modes': {}}
-        for mode in args.modes.split(','):
+        for mode in filter(None, args.modes.split(',')):
             settings = EvalSettings(mode=mode, n_clicks=args.n_clicks, target_iou=args.target_iou,
-                                    max_samples=args.max_samples)
-            ours_dir = args.work / 'ours' / mode
+                                    backend=args.backend, max_samples=args.max_samples)
+            ours_dir = args.work / 'ours' / (mode if args.backend == 'jaxopt' else f'{mode}_{args.backend}')
             run_evaluation(model, args.checkpoint, settings, {dataset: reader}, ours_dir)
             ours = [r for r in ResultsFile(ours_dir / f'{dataset}.jsonl', repair=False).records if r['index'] < n]
             ref = run_reference(args.ref_home, args.checkpoint, chunks, n, mode,
                                 args.work / 'reference' / f'{dataset}_{mode}.jsonl', args)
             entry['modes'][mode] = compare_runs(ours, ref, args.n_clicks)
-            result['reference'] = {'torch': ref[0]['torch'], 'threads': ref[0]['threads']} if ref else None
+            if ref:
+                result['reference'] = {'torch': ref[0]['torch'], 'threads': ref[0]['threads']}
             print(dataset, mode, json.dumps(entry['modes'][mode]), file=sys.stderr, flush=True)
+    ref = result.get('reference')
     table = (f"{model.arch.name} ({pathlib.Path(args.checkpoint).name}), closed loop, {args.n_clicks} clicks, "
-             f"target IoU {args.target_iou}, on {result['environment']['device']}; reference: torch "
-             f"{(result.get('reference') or {}).get('torch')}, {args.threads} threads\n\n" + markdown(result))
+             f"target IoU {args.target_iou}, our back end {args.backend}, on {result['environment']['device']}"
+             + (f"; reference: torch {ref['torch']}, {ref['threads']} threads" if ref else '') + '\n\n'
+             + ''.join(f"{name}: the reference loader and ours decode {d['decoding']['identical']} of "
+                       f"{d['decoding']['samples']} images and masks to identical bytes\n"
+                       for name, d in result['datasets'].items())
+             + ('\n' + markdown(result) if any(d['modes'] for d in result['datasets'].values()) else ''))
     print(table)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
