@@ -5,7 +5,7 @@
         --ref-home /work/fbrs-ref --datasets GrabCut --modes NoBRS --work runs/closed_loop \\
         --out experiments/results/closed_loop_r34_grabcut_cpu
 
-Expected (2-core CPU; the two codes side by side took 1.6 h): all 50 GrabCut samples make the same 20 clicks in
+Expected (2-core CPU; 1.6 h for each code, run side by side): all 50 GrabCut samples make the same 20 clicks in
 both codes, NoC@80/85/90 20.00 in both. ``--modes f-BRS-B --max-samples 10``: clicks 1-5
 identical, NoC equal, mean IoU after 20 clicks 0.48 against 0.53 (``experiments/results/README.md``).
 
@@ -119,10 +119,12 @@ def run_reference(ref_home: pathlib.Path, checkpoint: str, chunks: list[pathlib.
         if set(indices) <= finished:
             continue
         out = results.with_name(results.stem + '.chunk.json')
-        subprocess.run([_python(ref_home), str(LIVE / 'closed_loop.py'), checkpoint, str(path), mode,
-                        '--threads', str(args.threads), '--n-clicks', str(args.n_clicks),
-                        '--target-iou', str(args.target_iou), '--limit', str(len(indices)), '--out', str(out)],
-                       check=True, capture_output=True, text=True, env=_env(ref_home))
+        proc = subprocess.run([_python(ref_home), str(LIVE / 'closed_loop.py'), checkpoint, str(path), mode,
+                               '--threads', str(args.threads), '--n-clicks', str(args.n_clicks),
+                               '--target-iou', str(args.target_iou), '--limit', str(len(indices)), '--out', str(out)],
+                              capture_output=True, text=True, env=_env(ref_home))
+        if proc.returncode:
+            raise RuntimeError(f'the reference failed on {path.name}:\n{proc.stderr[-2000:]}')
         run = json.loads(out.read_text())
         for sample in run['samples']:
             if int(sample['name']) not in finished:
