@@ -35,7 +35,7 @@ def test_knobs_and_errors(r34_model):
     with pytest.raises(ValueError, match='unknown mode'):
         fbrs_jax.make_predictor(r34_model, 'f-BRS-D')
     with pytest.raises(ValueError, match='unknown optimiser back end'):
-        fbrs_jax.make_predictor(r34_model, 'RGB-BRS', solver='lbfgsb')
+        fbrs_jax.make_predictor(r34_model, 'RGB-BRS', solver='lbfgs-b')
     with pytest.raises(TypeError):
         fbrs_jax.make_predictor(r34_model, 'NoBRS', zoom=None)
 

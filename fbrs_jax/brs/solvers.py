@@ -11,6 +11,10 @@ function and ``args`` its array data, so the host back end compiles it once per 
   ``jax.jit``): a ``lax.while_loop`` over L-BFGS steps with the evaluation budget, the
   stagnation rule against the last accepted iterate and lowest-loss tracking of accepted
   iterates.
+* ``LBFGSB`` is SciPy's L-BFGS-B compiled into the program (``lbfgsb.py``): the reference's
+  algorithm and the reference functor's bookkeeping (as ``ScipyLBFGSB``), one objective
+  evaluation per loop step, solver arithmetic in float64 (``lbfgsb``; float32 on TPU, and
+  ``lbfgsb32`` everywhere). Its variables cross clicks as the raw bits of the float64 vector.
 * ``ScipyLBFGSB`` drives SciPy's L-BFGS-B on the host over a jitted objective with the
   reference functor's state (lowest loss over *every* evaluation, stagnation against the last
   evaluation): an exact replay of the reference trajectory.
@@ -30,12 +34,13 @@ import optax
 
 @dataclasses.dataclass(frozen=True)
 class SolverSettings:
-    """The reference's ``fmin_l_bfgs_b`` call: m=20, factr=0, pgtol=1e-8, maxfun=20, maxiter=40;
-    ``learning_rate`` is for first-order back ends only."""
+    """The reference's ``fmin_l_bfgs_b`` call: m=20, factr=0, pgtol=1e-8, maxfun=20, maxiter=40
+    (and SciPy's default maxls=20); ``learning_rate`` is for first-order back ends only."""
     maxfun: int = 20
     maxiter: int = 40
     history: int = 20
     pgtol: float = 1e-8
+    factr: float = 0.0
     maxls: int = 20
     learning_rate: float = 0.01
 
@@ -46,6 +51,17 @@ class SolveResult(NamedTuple):
     loss: Any
     num_evals: Any    # objective evaluations, line search included
     num_iters: Any
+
+
+class Backend:
+    """What every back end shares: the variables carried between clicks (``initial_x`` makes
+    zeros of their form, ``values`` reads them as numbers); float32 vectors unless a back end
+    says otherwise."""
+    def initial_x(self, size: int) -> np.ndarray:
+        return np.zeros((size,), np.float32)
+
+    def values(self, x) -> np.ndarray:
+        return np.asarray(x)
 
 
 def _init_loop_state(loss, aux):
@@ -111,7 +127,7 @@ def _zoom_linesearch_cls():
 
 
 @dataclasses.dataclass(frozen=True)
-class JaxoptLBFGS:
+class JaxoptLBFGS(Backend):
     """jaxopt.LBFGS with a zoom (strong Wolfe) line search, stepped inside one while loop.
     As in L-BFGS-B, the first trial step is 1/|g0| and later ones start at 1."""
     name = 'jaxopt'
@@ -144,7 +160,7 @@ class JaxoptLBFGS:
 
 
 @dataclasses.dataclass(frozen=True)
-class OptaxLBFGS:
+class OptaxLBFGS(Backend):
     """optax.lbfgs (zoom line search) in a while loop; the objective's aux (logits, mask) of each
     accepted iterate is recomputed by one extra forward pass, not counted as an evaluation."""
     name = 'optax'
@@ -180,7 +196,7 @@ class OptaxLBFGS:
 
 
 @dataclasses.dataclass(frozen=True)
-class ScipyLBFGSB:
+class ScipyLBFGSB(Backend):
     """SciPy's L-BFGS-B on the host, with the reference functor's bookkeeping per evaluation.
     Its value-and-grad is jitted once per ``fun`` (array data passed as ``args``); x0 keeps its dtype (the reference passes float32 zeros
     after a reset and SciPy's float64 result afterwards)."""
@@ -204,13 +220,13 @@ class ScipyLBFGSB:
                 book['last_mask'] = aux['mask']
             return f, np.asarray(grad, np.float64)
 
-        x, _, info = fmin_l_bfgs_b(func, x0, m=s.history, factr=0, pgtol=s.pgtol,
+        x, _, info = fmin_l_bfgs_b(func, x0, m=s.history, factr=s.factr, pgtol=s.pgtol,
                                    maxfun=s.maxfun, maxiter=s.maxiter, maxls=s.maxls)
         return SolveResult(x, book['best_logits'], book['best_loss'], book['n'], info['nit'])
 
 
 @dataclasses.dataclass(frozen=True)
-class AdamSteps:
+class AdamSteps(Backend):
     """Adam at ``s.learning_rate`` for at most ``s.maxfun`` evaluations (the first at x0, then
     one per step); a zero gradient (clicks satisfied, mask stagnated, or a click that is not
     optimised) ends the loop. Returns the last iterate and the lowest-loss logits."""
@@ -239,7 +255,60 @@ class AdamSteps:
         return SolveResult(x, carry['best_logits'], carry['best_loss'], evals, evals - 1)
 
 
-BACKENDS = {b.name: b for b in (JaxoptLBFGS(), OptaxLBFGS(), ScipyLBFGSB(), AdamSteps())}
+@dataclasses.dataclass(frozen=True)
+class LBFGSB(Backend):
+    """SciPy's L-BFGS-B (no bounds) inside the compiled program, with the reference functor's
+    bookkeeping per evaluation (lowest loss over every evaluation, stagnation against the last
+    evaluation), see ``lbfgsb.py``. ``precision``: 'float64' solver arithmetic (float32 on TPU,
+    which has no float64) or 'float32'. In float64 the variables are carried between clicks as
+    their raw bits, (n, 2) uint32 (the programs run without x64; the reference hands SciPy's
+    float64 result to the next click): ``initial_x`` makes them, ``values`` reads them."""
+    name: str = 'lbfgsb'
+    precision: str = 'float64'
+    on_device = True
+
+    @property
+    def dtype(self):
+        f64 = self.precision == 'float64' and jax.default_backend() != 'tpu'
+        return jnp.float64 if f64 else jnp.float32
+
+    def initial_x(self, size: int) -> np.ndarray:
+        return np.zeros((size, 2), np.uint32) if self.dtype == jnp.float64 else super().initial_x(size)
+
+    def values(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        return x.view(np.float64)[..., 0] if x.dtype == np.uint32 else x
+
+    def _decode(self, x0):
+        if x0.dtype == jnp.uint32:
+            return jax.lax.bitcast_convert_type(x0, jnp.float64)
+        return x0.astype(self.dtype)
+
+    def _encode(self, x):
+        return jax.lax.bitcast_convert_type(x, jnp.uint32) if x.dtype == jnp.float64 else x
+
+    def __call__(self, fun: Callable, args, x0, mask0, s: SolverSettings) -> SolveResult:
+        from . import lbfgsb
+        fun = _bind(fun, args)
+        value_and_grad = jax.value_and_grad(fun, has_aux=True)
+        x32 = jax.ShapeDtypeStruct(x0.shape[:1], jnp.float32)
+        logits = jax.eval_shape(lambda x: fun(x, mask0, jnp.asarray(False))[1]['logits'], x32)
+        book = dict(best_loss=jnp.float32(jnp.inf), best_logits=jnp.zeros(logits.shape, logits.dtype),
+                    last_mask=mask0, has_last=jnp.asarray(False))
+
+        def evaluate(x, book):
+            with jax.enable_x64(False):      # the objective is the reference's: float32
+                (loss, aux), grad = value_and_grad(x.astype(jnp.float32), book['last_mask'], book['has_last'])
+                return loss, grad, _track(book, loss, aux)
+
+        with jax.enable_x64(self.dtype == jnp.float64):
+            state = lbfgsb.minimize(evaluate, self._decode(x0), book, s, self.dtype)
+            x = self._encode(state.x)
+        return SolveResult(x, state.book['best_logits'], state.book['best_loss'], state.nfev, state.nit)
+
+
+BACKENDS = {b.name: b for b in (JaxoptLBFGS(), OptaxLBFGS(), ScipyLBFGSB(), AdamSteps(), LBFGSB(),
+                                LBFGSB('lbfgsb32', 'float32'))}
 
 
 def get_backend(name: str):

@@ -12,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from .solvers import BACKENDS
+
 FBRS_ALIASES = ('f-BRS-A', 'f-BRS-B', 'f-BRS-C')   # the architecture's f-BRS taps (Arch.fbrs_taps)
 INPUT_TAPS = ('image', 'dist_maps')                 # the whole network runs at every evaluation
 BIASES = ('none', 'channel', 'pixel')
 SCALES = ('none', '1+s', 'tanh')
-SOLVERS = ('jaxopt', 'optax', 'scipy', 'adam')
+SOLVERS = tuple(BACKENDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,8 +31,9 @@ class RefinementSpec:
     * ``scale``: per-channel ``F * (1 + s)`` (``'1+s'``), ``F * (1 + tanh s)`` (``'tanh'``) or none.
     * regulariser: ``reg_weight * (sum s^2 + reg_bias_weight * sum b^2)`` (a per-pixel bias is
       summed over the image and its flipped copy, as in the reference).
-    * ``solver``: 'jaxopt' | 'optax' L-BFGS on device, 'scipy' (L-BFGS-B on the host, the
-      reference's exact trajectory) or 'adam' (``maxfun`` steps at ``learning_rate``).
+    * ``solver``: 'jaxopt' | 'optax' L-BFGS on device, 'lbfgsb' | 'lbfgsb32' (SciPy's L-BFGS-B
+      compiled on device, float64 | float32 solver arithmetic), 'scipy' (L-BFGS-B on the host,
+      the reference's exact trajectory) or 'adam' (``maxfun`` steps at ``learning_rate``).
       ``maxfun`` counts objective evaluations; L-BFGS checks it as L-BFGS-B does, before each new
       iteration (the current line search can overrun it; maxiter = 2 * maxfun); ``history`` is the
       L-BFGS memory.

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
 from ..brs.objective import TapVariables, brs_function
-from ..brs.solvers import SolverSettings
+from ..brs.solvers import Backend, SolverSettings
 from ..models.canvas import crop_resize, flip_w, paste
 from ..models.taps import carry_names
 
@@ -202,7 +202,7 @@ def initial_state(spec: StepSpec, variables, points_shape) -> StepState:
     every sample switches canvas at least once."""
     if spec.kind == 'NoBRS':
         return StepState(np.zeros((0,), np.float32), {})
-    x = np.zeros((spec.refine.size,), np.float32)
+    x = (spec.backend or Backend()).initial_x(spec.refine.size)
     if spec.kind == 'input':
         return StepState(x, {})
     key = (spec, tuple(points_shape))
