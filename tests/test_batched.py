@@ -5,7 +5,9 @@ The batched check runs in a subprocess with four host devices
 (``XLA_FLAGS=--xla_force_host_platform_device_count=4``, which must be set before JAX starts):
 five samples of five sizes on one canvas, ZoomIn crops of varying shape, batch 4 (one lane
 per device), f-BRS-B - clicks, IoUs and objective evaluations must be identical to one predictor
-evaluating the samples one after another.
+evaluating the samples one after another. With the ``lbfgsb`` back end the four lanes also run
+vmapped on one device: each lane pays one evaluation per loop step, so every lane's evaluation
+counts equal its sequential ones.
 """
 import json
 import os
@@ -18,7 +20,7 @@ import pytest
 from conftest import R34_PTH, REPO, SHARED, requires_shared
 
 pytestmark = requires_shared
-MODES = ('f-BRS-B',)   # every mode shares the lane logic; input BRS adds only per-canvas resets
+CASES = (('f-BRS-B', 'jaxopt'), ('f-BRS-B', 'lbfgsb'))   # every mode shares the lane logic
 
 
 def samples():
@@ -34,8 +36,9 @@ def samples():
     return out
 
 
-def _compare(mode: str) -> dict:
-    """Sequential vs batched records of one mode (run inside the 4-device subprocess)."""
+def _compare(mode: str, solver: str) -> dict:
+    """Sequential vs batched records of one mode and back end (run inside the 4-device
+    subprocess); for ``lbfgsb`` also four lanes on one device."""
     import jax
     import fbrs_jax
     from fbrs_jax.eval.batched import BatchedEvaluator
@@ -43,28 +46,31 @@ def _compare(mode: str) -> dict:
     assert jax.local_device_count() == 4
     model = fbrs_jax.load_model(R34_PTH)
     new = lambda: fbrs_jax.make_predictor(model, mode, zoom_in={'target_size': 64, 'min_crop_size': 16},
-                                          canvas=(64, 64))
+                                          canvas=(64, 64), solver=solver)
     data = samples()
-    sequential = [evaluate_sample(new(), s.image, s.gt, 4, 0.99, 0.49) for s in data]
-    evaluator = BatchedEvaluator(new, 4)
-    batched = evaluator.evaluate(data[:4], 4, 0.99, 0.49) + evaluator.evaluate(data[4:], 4, 0.99, 0.49)
     keys = ('clicks', 'ious', 'evals')
-    return {'sequential': [{k: r[k] for k in keys} for r in sequential],
-            'batched': [{k: r[k] for k in keys} for r in batched]}
+    records = lambda rs: [{k: r[k] for k in keys} for r in rs]
+    out = {'sequential': records(evaluate_sample(new(), s.image, s.gt, 4, 0.99, 0.49) for s in data)}
+    runs = {'batched': None, 'lanes': jax.local_devices()[:1]} if solver == 'lbfgsb' else {'batched': None}
+    for name, devices in runs.items():
+        evaluator = BatchedEvaluator(new, 4, devices)
+        out[name] = records(evaluator.evaluate(data[:4], 4, 0.99, 0.49) + evaluator.evaluate(data[4:], 4, 0.99, 0.49))
+    return out
 
 
 def test_batched_sharded_evaluation_equals_sequential():
     env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', FBRS_SHARED=str(SHARED))
     code = (f'import sys, json; sys.path.insert(0, {str(REPO / "tests")!r}); import conftest, test_batched; '
-            f'print(json.dumps({{m: test_batched._compare(m) for m in {MODES!r}}}))')
+            f'print(json.dumps({{" ".join(c): test_batched._compare(*c) for c in {CASES!r}}}))')
     proc = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    for mode, r in result.items():
-        assert r['batched'] == r['sequential'], mode
+    for case, r in result.items():
+        assert r['batched'] == r['sequential'], case
         assert any(len(s['clicks']) > 1 for s in r['sequential'])
-        if mode != 'NoBRS':
-            assert any(e > 0 for s in r['sequential'] for e in s['evals']), mode
+        assert any(e > 1 for s in r['sequential'] for e in s['evals']), case
+        if 'lanes' in r:    # several lanes on one device: the same evaluation counts per lane
+            assert [s['evals'] for s in r['lanes']] == [s['evals'] for s in r['sequential']], case
 
 
 @pytest.mark.parametrize('mode', ['f-BRS-B'])

@@ -1,7 +1,8 @@
 """SciPy's L-BFGS-B without bounds, as one ``lax.while_loop`` that evaluates the objective once
 per step.
 
-The reference refines with ``scipy.optimize.fmin_l_bfgs_b`` (docs/reference.md, "L-BFGS-B").
+The reference refines with ``scipy.optimize.fmin_l_bfgs_b(func, x0, m=20, factr=0, pgtol=1e-8,
+maxfun=20, maxiter=40)`` and no bounds (maxls stays at its default, 20).
 With every variable free, L-BFGS-B's generalised Cauchy point and subspace minimisation
 reduce to the limited-memory quasi-Newton step ``d = -H g`` (H: the inverse of its compact
 L-BFGS matrix, computed here by the two-loop recursion with ``H0 = I / theta``) and to the
