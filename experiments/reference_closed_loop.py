@@ -140,14 +140,16 @@ def compare_runs(ours: list[dict], ref: list[dict], n_clicks: int) -> dict:
     """NoC of both codes over the samples both finished; click-sequence agreement per sample."""
     by_index = {r['index']: r for r in ref}
     pairs = [(o, by_index[o['index']]) for o in ours if o['index'] in by_index]
-    same, parted, max_diff = 0, [], 0.0
+    same, parted, max_diff, by_sample = 0, [], 0.0, {}
     for o, r in pairs:
         common = next((k for k, (a, b) in enumerate(zip(o['clicks'], r['clicks'])) if a != b),
                       min(len(o['clicks']), len(r['clicks'])))
         if o['clicks'] == r['clicks']:
             same += 1
+            by_sample[str(o['index'])] = None
         else:
             parted.append(common + 1)
+            by_sample[str(o['index'])] = common + 1
         # IoU k is the result of clicks 1..k: comparable while those clicks agree.
         diffs = [abs(a - b) for a, b in zip(o['ious'][:common], r['ious'][:common])]
         max_diff = max([max_diff] + diffs)
@@ -163,7 +165,7 @@ def compare_runs(ours: list[dict], ref: list[dict], n_clicks: int) -> dict:
             'identical_click_sequences': same,
             'first_differing_click': {'min': min(parted), 'median': float(np.median(parted)),
                                       'max': max(parted)} if parted else None,
-            'max_iou_difference_while_clicks_agree': max_diff}
+            'max_iou_difference_while_clicks_agree': max_diff, 'first_differing_click_by_sample': by_sample}
 
 
 def markdown(result: dict) -> str:
@@ -185,7 +187,29 @@ def markdown(result: dict) -> str:
                         f"{'-' if f is None else '%d / %g' % (f['min'], f['median'])} | "
                         f"{c['max_iou_difference_while_clicks_agree']:.1e} | "
                         f"{o['s_per_click']:.2f} / {r['s_per_click']:.2f} |")
-    return '\n'.join(rows)
+    return '\n'.join(rows) + against_table(result)
+
+
+def against_table(result: dict) -> str:
+    """Per sample, the first click where our run parts from the reference and from our other
+    back end (``--against``; '-' where all clicks agree), and the mean IoU curves of the three."""
+    out = []
+    for dataset, d in result['datasets'].items():
+        for mode, c in d['modes'].items():
+            if 'against' not in c:
+                continue
+            a = c['against']
+            name = a['backend']
+            miou = lambda s: ' / '.join(f"{s['mean_iou_curve'][k - 1]:.3f}" for k in (5, 10, 20))
+            out += ['', f"{dataset} {mode}: ours ({result['backend']}) against the reference and against our `{name}` back end", '',
+                    '| sample | first other click: reference | first other click: ' + name + ' |', '|---|---|---|']
+            for index, k in c['first_differing_click_by_sample'].items():
+                j = a['first_differing_click_by_sample'].get(index)
+                out.append(f"| {index} | {'-' if k is None else k} | {'-' if j is None else j} |")
+            out += ['', f"| run | NoC@80 / 85 / 90 | mean IoU after 5 / 10 / 20 clicks |", '|---|---|---|']
+            for label, s in ((result['backend'], c['ours']), (name, a['reference']), ('reference', c['reference'])):
+                out.append(f"| {label} | {s['NoC@80']:.2f} / {s['NoC@85']:.2f} / {s['NoC@90']:.2f} | {miou(s)} |")
+    return '\n'.join(out)
 
 
 def main():
@@ -197,6 +221,8 @@ def main():
     p.add_argument('--modes', default='NoBRS', help="comma-separated; '' compares the decoded samples only")
     p.add_argument('--max-samples', type=int, default=None, help='only the first N samples of each dataset')
     p.add_argument('--backend', default='jaxopt', help="our solver back end ('scipy' replays the reference's L-BFGS-B)")
+    p.add_argument('--against', default=None,
+                   help='another of our back ends whose finished run in WORK is compared too (e.g. scipy)')
     p.add_argument('--n-clicks', type=int, default=20)
     p.add_argument('--target-iou', type=float, default=0.9)
     p.add_argument('--threads', type=int, default=2, help="the reference's torch threads")
@@ -227,6 +253,10 @@ def main():
             ref = run_reference(args.ref_home, args.checkpoint, chunks, n, mode,
                                 args.work / 'reference' / f'{dataset}_{mode}.jsonl', args)
             entry['modes'][mode] = compare_runs(ours, ref, args.n_clicks)
+            if args.against:
+                other = args.work / 'ours' / (mode if args.against == 'jaxopt' else f'{mode}_{args.against}')
+                theirs = [r for r in ResultsFile(other / f'{dataset}.jsonl', repair=False).records if r['index'] < n]
+                entry['modes'][mode]['against'] = {'backend': args.against, **compare_runs(ours, theirs, args.n_clicks)}
             if ref:
                 result['reference'] = {'torch': ref[0]['torch'], 'threads': ref[0]['threads']}
             print(dataset, mode, json.dumps(entry['modes'][mode]), file=sys.stderr, flush=True)
