@@ -47,8 +47,6 @@ EPSMCH = 2.220446049250313e-16        # L-BFGS-B's machine epsilon (float64), in
 
 # LbfgsbState.status
 RUNNING, CONV_GRAD, CONV_F, STOP_ITER, STOP_FUN, ABNORMAL = range(6)
-STATUS_NAMES = ('running', 'projected gradient <= pgtol', 'relative reduction <= factr * eps',
-                'maxiter reached', 'maxfun exceeded', 'abnormal termination in line search')
 
 
 class SearchState(NamedTuple):
@@ -303,9 +301,10 @@ def _advance(st: LbfgsbState, f, g, settings) -> LbfgsbState:
     full = st.col == m
     slot = jnp.where(full, st.head, (st.head + st.col) % m)
     s = jnp.where(unit, st.d, st.stp * st.d)
-    s_mem = jnp.where(update, st.s_mem.at[slot].set(s), st.s_mem)
-    y_mem = jnp.where(update, st.y_mem.at[slot].set(y), st.y_mem)
-    ys = jnp.where(update, st.ys.at[slot].set(dr), st.ys)
+    # one row written (its old value kept without an update), not a select over the whole memory
+    s_mem = st.s_mem.at[slot].set(jnp.where(update, s, st.s_mem[slot]))
+    y_mem = st.y_mem.at[slot].set(jnp.where(update, y, st.y_mem[slot]))
+    ys = st.ys.at[slot].set(jnp.where(update, dr, st.ys[slot]))
     head = jnp.where(update & full, (st.head + 1) % m, st.head)
     col = jnp.where(update & ~full, st.col + 1, st.col)
     theta = jnp.where(update, jnp.dot(y, y) / dr, st.theta)
