@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Optional
 
 
 class UsageError(ValueError):
@@ -86,7 +87,7 @@ def _cmd_evaluate(args) -> int:
         settings = EvalSettings(mode=mode, n_clicks=args.n_clicks, target_iou=args.target_iou,
                                 pred_thr=args.thresh, backend=args.backend, with_flip=not args.no_flip,
                                 zoom_in=not args.no_zoom_in, clicks_limit=args.clicks_limit,
-                                max_samples=args.max_samples, zoom_target=args.zoom_target)
+                                max_samples=args.max_samples, zoom_target=args.zoom_target, canvas_step=args.canvas)
         summary = run_evaluation(model, str(checkpoint), settings, readers, out / mode if len(modes) > 1 else out,
                                  batch=args.batch, distributed=args.distributed, quiet=args.quiet)
         results[mode] = summary
@@ -139,6 +140,18 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _canvas(text: str) -> Optional[int]:
+    if text == 'dataset':
+        return None
+    try:
+        step = int(text)
+    except ValueError:
+        step = 0
+    if step < 1:
+        raise argparse.ArgumentTypeError(f'expected a positive number of pixels or "dataset", got {text!r}')
+    return step
+
+
 def _size(text: str) -> tuple[int, int]:
     h, _, w = text.lower().partition('x')
     return int(h), int(w or h)
@@ -189,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .brs.spec import SOLVERS
     from .inference.factory import MODES
+    from .inference.predictor import CANVAS_STEP
     e = sub.add_parser('evaluate', parents=[common], help='NoC evaluation on datasets in the reference layout')
     e.add_argument('--checkpoint', default=None,
                    help='official .pth or converted directory (default: the shipped checkpoints/ model)')
@@ -208,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--zoom-target', type=int, default=None,
                    help="ZoomIn target size (default: the dataset's; 600 DAVIS, 128 synthetic_shapes, 400 others)")
     e.add_argument('--no-zoom-in', action='store_true')
+    e.add_argument('--canvas', type=_canvas, default=CANVAS_STEP, metavar='STEP|dataset',
+                   help=f'the network runs on each image or crop size rounded up to STEP pixels (default '
+                        f'{CANVAS_STEP}: one program per size bucket); "dataset": on one canvas per dataset '
+                        f'and the square ZoomIn canvas (fewest programs, most padding)')
     e.add_argument('--max-samples', type=int, default=None, help='only the first N samples of each dataset')
     e.add_argument('--out', default=None, help='results folder (resumes a run there)')
     e.add_argument('--batch', type=int, default=1,

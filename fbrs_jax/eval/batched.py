@@ -21,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ..inference import step as steps
 from ..inference.predictor import Predictor
 from .clicker import Clicker
+from .flops import click_cost
 from .metrics import iou
 from .runinfo import CompileCounter
 
@@ -61,7 +62,8 @@ class BatchedEvaluator:
         clickers = [Clicker(s.gt) for s in samples]
         preds = [np.zeros(s.gt.shape, bool) for s in samples]
         clicks = [[] for _ in samples]
-        records = [{'ious': [], 'clicks': [], 'evals': [], 'seconds': [], 'cold': []} for _ in samples]
+        records = [{'ious': [], 'clicks': [], 'evals': [], 'seconds': [], 'cold': [], 'flops': []} for _ in samples]
+        cost = click_cost(predictors[0])
         running = list(range(n))
         states, home = {}, [None] * b      # per network canvas: the lanes' state; where each lane's lives
         for _ in range(n_clicks):
@@ -98,6 +100,11 @@ class BatchedEvaluator:
                     r['evals'].append(predictors[i].stats.num_evals)
                     r['seconds'].append(seconds)
                     r['cold'].append(cold)
+                # every lane runs as many evaluations as the busiest; the program's FLOPs are shared out
+                executed = b * cost.flops(spec.net_canvas, max(records[i]['evals'][-1] for i in lanes), recompute)
+                for i in lanes:
+                    s = predictors[i].stats
+                    records[i]['flops'].append([executed / len(lanes), cost.flops(s.net_hw, s.num_evals, s.recomputed)])
             running = [i for i in running if np.float32(records[i]['ious'][-1]) < np.float32(target_iou)]
         for r, cl in zip(records, clicks):
             r['clicks'] = [[int(c.row), int(c.col), int(c.is_positive)] for c in cl]

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from ..brs.spec import RefinementSpec, preset
+from ..inference.predictor import CANVAS_STEP
 from .clicker import Clicker
 from .metrics import iou, mean_iou_curve, summarize
 from .runinfo import CompileCounter
@@ -35,6 +36,7 @@ class EvalSettings:
     max_samples: Optional[int] = None         # first N samples of each dataset
     zoom_target: Optional[int] = None         # None: the dataset's (``zoom_in_params``)
     refinement: Optional[RefinementSpec] = None   # given: used as is (``mode`` is its name)
+    canvas_step: Optional[int] = CANVAS_STEP  # network canvases: sizes rounded up to it; None: the dataset's canvas
 
     def refinement_spec(self) -> RefinementSpec:
         """The predictor's spec: ``refinement``, or the mode's preset with these settings."""
@@ -133,7 +135,8 @@ def dataset_summary(records: Sequence[dict], max_clicks: int) -> dict:
     clicker and predictor, as the reference measures it) over all clicks made; the warm latency
     from the clicks that compiled nothing (records without ``cold`` flags count as warm); the
     hypervisor's share of the CPU while the samples ran (``cpu_steal``, wall-time weighted; None
-    where not measured)."""
+    where not measured); with per-click ``flops`` records the dense FLOPs executed, those of
+    every click at its exact size, and their ratio (``flops.py``)."""
     ious = [r['ious'] for r in records]
     out = summarize(ious, sum(r['wall_s'] for r in records), max_clicks=max_clicks)
     evals = [e for r in records for e in r['evals']]
@@ -145,6 +148,11 @@ def dataset_summary(records: Sequence[dict], max_clicks: int) -> dict:
     out['evals_per_click'] = float(np.mean(evals)) if evals else 0.0
     out['evals_per_optimised_click'] = float(np.mean(optimised)) if optimised else 0.0
     out['mean_iou_curve'] = mean_iou_curve(ious, max_clicks).tolist()
+    flops = [f for r in records for f in r.get('flops', [])]
+    if flops:
+        out['flops_executed'] = float(sum(f[0] for f in flops))
+        out['flops_exact'] = float(sum(f[1] for f in flops))
+        out['flops_ratio'] = out['flops_executed'] / out['flops_exact']
     stolen = [(r['cpu_steal'], r['wall_s']) for r in records if r.get('cpu_steal') is not None]
     weight = sum(w for _, w in stolen)
     out['cpu_steal'] = sum(f * w for f, w in stolen) / weight if weight > 0 else None

@@ -1,8 +1,11 @@
 """``fbrs-jax evaluate``: datasets -> per-sample JSONL, summary JSON, table and plot.
 
-Every image of a dataset is placed on one canvas (the largest image, rounded up to a multiple
-of 8), so the whole dataset runs on a handful of compiled programs (the summary reports how
-many). ``batch`` > 1 evaluates that many samples at once (``batched.BatchedEvaluator``,
+Every image of a dataset is stored on one canvas (the largest image, rounded up to a multiple
+of 8). The network runs on each image's or crop's size rounded up to ``canvas_step`` (32:
+at most 31 pixels of padding a side), so a dataset needs one compiled program per size bucket
+of its images and of its ZoomIn crops; ``canvas_step`` None runs every click on the dataset's
+canvas or the square ZoomIn canvas (fewest programs, most padding). The summary reports the
+programs compiled and the dense FLOPs executed against those of every click at its exact size. ``batch`` > 1 evaluates that many samples at once (``batched.BatchedEvaluator``,
 sharded over the local devices); with ``distributed`` the process joins ``jax.distributed``
 and evaluates every ``process_count``-th batch, writing its own ``<dataset>.p<k>.jsonl``;
 process 0 writes the summary once all processes are done. Results are written per sample, so
@@ -22,6 +25,7 @@ from ..inference.predictor import round_up
 from ..inference.zoom_in import ZoomInParams
 from .evaluate import (EvalSettings, ResultsFile, dataset_summary, evaluate_sample, format_table, write_atomic,
                        plot_curves, zoom_in_params)
+from .flops import flop_fields
 from .runinfo import STEAL_WARNING, CompileCounter, cpu_ticks, environment, steal_fraction
 
 
@@ -74,7 +78,8 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
     for name, reader in readers.items():
         n = sizes[name]
         canvases[name] = dataset_canvas(reader, n)
-        new_predictor = functools.partial(make_predictor, model, spec, zoom_in=zooms[name], canvas=canvases[name])
+        new_predictor = functools.partial(make_predictor, model, spec, zoom_in=zooms[name], canvas=canvases[name],
+                                          canvas_step=settings.canvas_step)
         shards = shard_files[name] = _Shards(out, name, process, processes)
         records = shards.records()
         stale = next((r for r in records if r['index'] < len(reader) and r['name'] != reader.name(r['index'])), None)
@@ -96,7 +101,7 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
             samples = [reader[i] for i in chunk]
             if evaluator is None:
                 records = [evaluate_sample(predictor, s.image, s.gt, settings.n_clicks, settings.target_iou,
-                                           settings.pred_thr) for s in samples]
+                                           settings.pred_thr, per_click=flop_fields) for s in samples]
             else:
                 records = evaluator.evaluate(samples, settings.n_clicks, settings.target_iou, settings.pred_thr)
             wall, steal = (time.perf_counter() - t0) / len(chunk), steal_fraction(ticks, cpu_ticks())

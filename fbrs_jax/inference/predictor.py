@@ -25,17 +25,21 @@ from ..models.taps import tap_names
 from . import step as steps
 from .zoom_in import LimitLongestSide, ZoomIn, ZoomInParams, transform_clicks
 
-CANVAS_STEP = 32     # full-image canvases are rounded up to this (when none is given)
+CANVAS_STEP = 32     # canvases are the image or crop size rounded up to this (the default policy)
 CLICK_SLOTS = 20     # without a clicks limit, points are padded to a multiple of this
 
 
 @dataclasses.dataclass
 class SolveStats:
     """What the last ``predict`` did: objective evaluations and L-BFGS iterations (0 when no
-    optimisation ran) and the lowest loss."""
+    optimisation ran), the lowest loss, the network input's size and its canvas, and whether
+    the f-BRS tap's input was recomputed."""
     num_evals: int = 0
     num_iters: int = 0
     loss: float = float('nan')
+    net_hw: tuple[int, int] = (0, 0)
+    net_canvas: tuple[int, int] = (0, 0)
+    recomputed: bool = False
 
 
 class Plan(NamedTuple):
@@ -93,13 +97,20 @@ class Predictor:
       would mix sizes) the canvas changed; at ``image`` / ``dist_maps`` the whole network
       runs at every evaluation.
 
-    ``canvas``: the full-image canvas (H, W) every image of a run is placed on (one compiled
-    program for all of them); default: each image's size rounded up to a multiple of 32.
+    ``canvas``: the full-image canvas (H, W) every image of a run is stored on; default: each
+    image's size rounded up to ``canvas_step``. ``canvas_step``: the network runs on the image
+    or crop size rounded up to a multiple of it (capped at the canvas that holds it), so padding
+    is bounded by ``canvas_step - 1`` pixels a side and the programs are one per size bucket;
+    None: on the fixed canvases (the full-image canvas, ZoomIn's and LimitLongestSide's square
+    targets), one program each. A zoomed click's program depends only on the crop's bucket and
+    the full-image canvas (its output is pasted onto that canvas), so a dataset on one canvas
+    needs one program per crop bucket plus one per image bucket.
     """
 
     def __init__(self, model: Model, spec: RefinementSpec = PRESETS['NoBRS'], *,
                  zoom_in: Optional[ZoomInParams] = ZoomInParams(), max_size: Optional[int] = None,
-                 canvas: Optional[tuple[int, int]] = None, name: Optional[str] = None):
+                 canvas: Optional[tuple[int, int]] = None, canvas_step: Optional[int] = CANVAS_STEP,
+                 name: Optional[str] = None):
         self.model = model
         self.spec = spec
         self.name = name or (spec.tap or 'NoBRS')
@@ -108,6 +119,9 @@ class Predictor:
         self.limit = LimitLongestSide(max_size) if max_size is not None else None
         self.net_clicks_limit = spec.clicks_limit
         self.canvas = None if canvas is None else (int(canvas[0]), int(canvas[1]))
+        if canvas_step is not None and (isinstance(canvas_step, bool) or int(canvas_step) < 1):
+            raise ValueError(f'canvas_step must be a positive number of pixels, got {canvas_step!r}')
+        self.canvas_step = None if canvas_step is None else int(canvas_step)
         self.tap = spec.resolve_tap(model.arch.fbrs_taps)
         self.kind = 'NoBRS' if self.tap is None else 'input' if self.tap in INPUT_TAPS else 'feature'
         self.solver = SolverSettings(maxfun=spec.maxfun, maxiter=2 * spec.maxfun, history=spec.history,
@@ -165,10 +179,11 @@ class Predictor:
         """``set_image`` without the upload: ``canvas_image`` is the normalised image on its canvas."""
         image = normalize(image_uint8_hwc)
         self.full_hw = tuple(image.shape[:2])
-        self.full_canvas = self.canvas or round_up(self.full_hw)
+        self.full_canvas = self.canvas or round_up(self.full_hw, self.canvas_step or CANVAS_STEP)
         if self.full_hw[0] > self.full_canvas[0] or self.full_hw[1] > self.full_canvas[1]:
             raise ValueError(f'image {self.full_hw[0]}x{self.full_hw[1]} does not fit the '
                              f'{self.full_canvas[0]}x{self.full_canvas[1]} canvas')
+        self.full_net_canvas = self._fit(self.full_hw, self.full_canvas)
         self.canvas_image = np.zeros((*self.full_canvas, 3), np.float32)
         self.canvas_image[:image.shape[0], :image.shape[1]] = image
         self.reset()
@@ -183,8 +198,15 @@ class Predictor:
         self._state_of = (None, None)      # (net canvas, StepState) of the previous click
         self.stats = SolveStats()
 
+    def _fit(self, hw, container) -> tuple[int, int]:
+        """The network canvas of an (h, w) input held by ``container``: its size bucket."""
+        if self.canvas_step is None:
+            return container
+        return tuple(min(c, r) for c, r in zip(container, round_up(hw, self.canvas_step)))
+
     def _canvas_for(self, hw) -> tuple[int, int]:
-        """The smallest known canvas that holds an (h, w) image."""
+        """The network canvas of a crop of size (h, w): its bucket within the smallest known
+        canvas that holds it."""
         known = [self.full_canvas]
         if self.zoom is not None:
             known.append((self.zoom.params.target_size,) * 2)
@@ -193,7 +215,7 @@ class Predictor:
         fits = [c for c in known if c[0] >= hw[0] and c[1] >= hw[1]]
         if not fits:
             raise ValueError(f'no canvas holds a {hw[0]}x{hw[1]} image')
-        return min(fits, key=lambda c: c[0] * c[1])
+        return self._fit(hw, min(fits, key=lambda c: c[0] * c[1]))
 
     def plan(self, clicks: Sequence[Click]) -> Plan:
         """Validate the clicks, apply the forward transforms' decisions, and build the step."""
@@ -218,7 +240,7 @@ class Predictor:
             crop_boxes.append(box)
             crop_hw.append(hw)
             net_clicks, changed = transform_clicks(box, hw, net_clicks), True
-        net_canvas = crops[-1] if crops else self.full_canvas
+        net_canvas = crops[-1] if crops else self.full_net_canvas
         # inverse transforms: LimitLongestSide (to its previous output size, T13), then ZoomIn
         pastes, paste_boxes, paste_hw, out_hw, lls_hw = [], [], [], hw, None
         if self.limit is not None:
@@ -266,10 +288,10 @@ class Predictor:
             self.limit.prev_hw = plan.lls_hw
         if self.zoom is not None:
             self.zoom.prev_probs = out
-        if self.kind != 'NoBRS':
-            optimized = bool(plan.inp.optimize)
-            self.stats = SolveStats(int(stats.num_evals) if optimized else 0,
-                                    int(stats.num_iters) if optimized else 0, float(stats.loss))
+        optimized = bool(plan.inp.optimize)
+        self.stats = SolveStats(int(stats.num_evals) if optimized else 0, int(stats.num_iters) if optimized else 0,
+                                float(stats.loss), tuple(int(v) for v in plan.inp.net_extent), plan.spec.net_canvas,
+                                bool(plan.recompute))
         return out
 
     def _spec(self, net_canvas, crops, pastes) -> steps.StepSpec:

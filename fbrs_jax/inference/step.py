@@ -84,10 +84,13 @@ class StepStats(NamedTuple):
 
 
 def network_input(spec: StepSpec, inp: StepInput):
-    """The crop-resizes of the transforms, then the flip batch: (batch, h, w, 3) on the net canvas."""
+    """The crop-resizes of the transforms (or the net canvas cut from the image's canvas), then
+    the flip batch: (batch, h, w, 3) on the net canvas."""
     image = inp.image
     for i, canvas_hw in enumerate(spec.crops):
         image = crop_resize(image, inp.crop_boxes[i], canvas_hw, inp.crop_extents[i])
+    if not spec.crops:      # the image's own size bucket, at the top-left of its storage canvas
+        image = image[:spec.net_canvas[0], :spec.net_canvas[1]]
     if spec.with_flip:
         return jnp.stack([image, flip_w(image, inp.net_extent[1], axis=1)])
     return image[None]
