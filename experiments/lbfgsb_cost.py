@@ -64,7 +64,7 @@ def click_program(model, mode: str, backend: str, image, clicks):
     if plan.spec.kind != 'NoBRS':     # one objective value-and-gradient of this click
         values, _ = steps.host_problem(plan.spec, model.variables, plan.inp._replace(image=predictor.canvas_image),
                                        jax.tree_util.tree_map(lambda a: a[0], state.cache), plan.recompute)
-        args = steps.function_args(model.variables, values, plan.inp._replace(image=predictor.canvas_image))
+        args = steps.host_args(plan.spec, model.variables, values, plan.inp._replace(image=predictor.canvas_image))
         fun = jax.value_and_grad(plan.spec.function, has_aux=True)
         x = jnp.zeros((plan.spec.refine.size,), jnp.float32)
         one = jax.jit(fun).lower(x, steps.no_mask(plan.spec), jnp.asarray(False), *args).compile()

@@ -84,3 +84,28 @@ def test_cpu_steal_is_the_hypervisors_share_weighted_by_wall_time():
                {'ious': [0.95], 'evals': [0], 'seconds': [1.0], 'wall_s': 1.0, 'cpu_steal': 0.1},
                {'ious': [0.95], 'evals': [0], 'seconds': [1.0], 'wall_s': 5.0}]
     assert np.isclose(dataset_summary(records, max_clicks=20)['cpu_steal'], (1.5 + 0.1) / 4)
+
+
+def test_device_clicker_places_the_host_clickers_clicks():
+    """``next_click`` (exact squared distances on the device, on a canvas bigger than the image)
+    against ``Clicker`` over random masks with an ignore band, clicked pixels and ties."""
+    import jax
+    from fbrs_jax.eval.clicker import next_click
+    step = jax.jit(next_click)
+    rng = np.random.default_rng(0)
+    for k in range(12):
+        h, w = rng.integers(5, 40, 2)
+        gt = np.zeros((h, w), np.int64)
+        r0, c0 = rng.integers(0, h), rng.integers(0, w)
+        gt[r0:r0 + rng.integers(1, h), c0:c0 + rng.integers(1, w)] = 1
+        if k % 3 == 0:
+            gt[:, rng.integers(0, w)] = -1
+        clicker = Clicker(gt)
+        canvas = (48, 48)
+        pad = lambda a, v: np.pad(a, ((0, canvas[0] - h), (0, canvas[1] - w)), constant_values=v)
+        not_clicked = np.ones(canvas, bool)
+        for _ in range(4):
+            pred = rng.random((h, w)) < rng.random() if k % 2 else np.zeros((h, w), bool)
+            expected = clicker.make_next_click(pred)
+            click, not_clicked = step(pad(gt == 1, False), pad(gt != -1, False), pad(pred, False), not_clicked)
+            assert Click(int(click[0]), int(click[1]), bool(click[2])) == expected

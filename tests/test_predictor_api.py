@@ -64,8 +64,7 @@ def test_zoom_onto_a_smaller_canvas(r34_model):
     p = fbrs_jax.make_predictor(r34_model, 'NoBRS', zoom_in={'target_size': 32, 'min_crop_size': 16})
     p.set_image(IMAGE)
     p.predict(CLICKS[:1])
-    p.zoom.prev_probs = np.zeros((40, 48), np.float32)    # as if click 1 had found an object
-    p.zoom.prev_probs[12:28, 14:34] = 1.0
+    p.zoom.prev_box = (12, 27, 14, 33)                   # as if click 1 had found an object
     probs = p.predict(CLICKS)
     assert p.last_net[1] == (32, 32) and p.full_canvas == (64, 64)
     assert probs.shape == (40, 48) and np.isfinite(probs).all()

@@ -5,7 +5,7 @@ from fbrs_jax.eval.clicker import Click
 from fbrs_jax.inference.predictor import points_nd
 from fbrs_jax.models.canvas import paste
 from fbrs_jax.inference.zoom_in import (ZoomIn, ZoomInParams, bbox_iou, clicks_inside, expand_bbox,
-                                        object_roi, roi_size, transform_clicks)
+                                        mask_box, object_roi, roi_size, transform_clicks)
 
 
 def test_expand_bbox_rounds_half_to_even():
@@ -20,7 +20,7 @@ def test_expand_bbox_rounds_half_to_even():
 def test_object_roi_and_update_rules():
     mask = np.zeros((300, 300), bool)
     mask[100:120, 100:130] = True
-    roi = object_roi(mask, [Click(150, 150, True)], 1.4, 200)
+    roi = object_roi(mask_box(mask), mask.shape, [Click(150, 150, True)], 1.4, 200)
     assert roi == (25, 225, 25, 225)
     # click exactly on rmax counts as outside (>=)
     assert clicks_inside(roi, [Click(224, 30, True)])
@@ -31,15 +31,15 @@ def test_object_roi_and_update_rules():
 
 def test_zoom_state_machine():
     z = ZoomIn(ZoomInParams(target_size=100, min_crop_size=20))
-    assert z.decide([Click(5, 5, True)]) == (False, False)            # skip_clicks = 1
+    assert z.decide([Click(5, 5, True)], (60, 80)) == (False, False)            # skip_clicks = 1
     probs = np.zeros((60, 80), np.float32)
     probs[10:20, 10:30] = 0.9
-    z.prev_probs = probs
+    z.remember(probs)
     clicks = [Click(15, 15, True), Click(40, 70, False)]
-    assert z.decide(clicks) == (True, True) and z.roi == (4, 24, 6, 34)
-    assert z.decide(clicks) == (True, False)                           # same ROI kept
-    z.prev_probs = np.zeros((60, 80), np.float32)
-    assert z.decide(clicks) == (False, False) and z.roi == (4, 24, 6, 34)   # stale ROI kept (T13)
+    assert z.decide(clicks, (60, 80)) == (True, True) and z.roi == (4, 24, 6, 34)
+    assert z.decide(clicks, (60, 80)) == (True, False)                           # same ROI kept
+    z.remember(np.zeros((60, 80), np.float32))
+    assert z.decide(clicks, (60, 80)) == (False, False) and z.roi == (4, 24, 6, 34)   # stale ROI kept (T13)
 
 
 def test_click_mapping_and_paste_back():

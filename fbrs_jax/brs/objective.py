@@ -24,22 +24,41 @@ PROB_THRESH = 0.49
 LOSS_EPS = 1e-5
 
 
+def click_squares(click_lists: Sequence[Sequence[Click]], hw: tuple[int, int],
+                  slots: Optional[int] = None) -> np.ndarray:
+    """(lists, slots, 5) int32 [r0, r1, c0, c1, sign]: each click's 3x3 square at the rounded
+    (half-to-even) coordinate as the rows [r0, r1) and columns [c0, c1) that numpy's slice
+    ``[y-1:y+2, x-1:x+2]`` takes on the (h, w) image - a negative start wraps or empties the
+    square exactly as in the reference (trap T9); sign +1 positive, -1 negative, 0 padding
+    (``slots``: at least the longest list)."""
+    slots = max([len(c) for c in click_lists] + [slots or 0, 1])
+    out = np.zeros((len(click_lists), slots, 5), np.int32)
+    for i, clicks in enumerate(click_lists):
+        for k, c in enumerate(clicks):
+            y, x = int(round(float(c.row))), int(round(float(c.col)))
+            rows, cols = slice(y - 1, y + 2).indices(hw[0]), slice(x - 1, x + 2).indices(hw[1])
+            out[i, k] = rows[0], rows[1], cols[0], cols[1], 1 if c.is_positive else -1
+    return out
+
+
+def square_masks(squares, canvas_hw: tuple[int, int]):
+    """``click_squares`` -> (lists, H, W, 1) float32 positive and negative masks on an (H, W)
+    canvas (traceable: the click step builds them on the device)."""
+    squares = jnp.asarray(squares)
+    inside = lambda n, lo, hi: ((jnp.arange(n) >= squares[..., lo, None])
+                                & (jnp.arange(n) < squares[..., hi, None])).astype(jnp.float32)
+    rows, cols = inside(canvas_hw[0], 0, 1), inside(canvas_hw[1], 2, 3)
+    mask = lambda sign: (jnp.einsum('kih,kiw->khw', rows * (squares[..., 4, None] == sign), cols,
+                                    precision='highest') > 0).astype(jnp.float32)[..., None]
+    return mask(1), mask(-1)
+
+
 def click_masks(click_lists: Sequence[Sequence[Click]], hw: tuple[int, int],
                 canvas_hw: Optional[tuple[int, int]] = None) -> tuple[np.ndarray, np.ndarray]:
-    """(lists, h, w, 1) positive / negative masks: a 3x3 square per click at the rounded
-    (half-to-even) coordinate, with numpy slice semantics ``[y-1:y+2, x-1:x+2]`` on the (h, w)
-    image - negative starts wrap or empty the square exactly as in the reference (trap T9).
-    With ``canvas_hw`` they are zero-padded to the canvas."""
-    pos = np.zeros((len(click_lists), *hw, 1), np.float32)
-    neg = np.zeros_like(pos)
-    for i, clicks in enumerate(click_lists):
-        for c in clicks:
-            y, x = int(round(float(c.row))), int(round(float(c.col)))
-            (pos if c.is_positive else neg)[i, y - 1:y + 2, x - 1:x + 2] = 1.0
-    if canvas_hw is not None:
-        pad = ((0, 0), (0, canvas_hw[0] - hw[0]), (0, canvas_hw[1] - hw[1]), (0, 0))
-        pos, neg = np.pad(pos, pad), np.pad(neg, pad)
-    return pos, neg
+    """(lists, h, w, 1) positive / negative masks of ``click_squares`` (NumPy), zero-padded to
+    ``canvas_hw`` when given."""
+    pos, neg = square_masks(click_squares(click_lists, hw), canvas_hw or hw)
+    return np.asarray(pos), np.asarray(neg)
 
 
 def mask_loss(probs, pos, neg):

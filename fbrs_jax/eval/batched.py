@@ -1,128 +1,286 @@
-"""Batched evaluation: many samples through one vmapped click step, sharded over devices.
+"""Batched evaluation with continuous batching: samples in flight in a device-resident pool,
+programs of ``batch`` lanes drawn from it, sharded over devices.
 
-A batch of samples shares the full-image canvas. At every click the host runs each sample's
-clicker and transforms (``Predictor.plan``); samples whose steps share a ``StepSpec`` (the
-same crop and paste canvases) go through ``step.run_batch`` together; lanes of other specs,
-finished samples and padding lanes are masked (their state is kept, their outputs ignored),
-so shapes never change. The batch axis is sharded over the local devices with
-``jax.sharding``; across hosts (``jax.distributed``) each process evaluates its own share of
-the samples (see ``cli``). The clicks, IoUs and evaluation counts equal the sequential
-evaluation's, sample for sample.
+Up to ``POOL_FACTOR * batch`` samples are in flight, each in a slot of a ``Pool`` on the
+device (image, ground truth, clicked pixels, solver variables, cached f-BRS head input). Each
+sample's host state is its ``Predictor``, whose ``plan`` turns the next click into a
+``StepSpec`` (the program: crop and paste canvases) and a ``StepInput``. At every step the
+largest group of ready samples that share a spec - across samples and click numbers, the way
+LLM servers batch requests - runs as one program (``pool_step``): it gathers their slots,
+runs ``step.batch_step``, thresholds the probabilities, counts the IoU, boxes ZoomIn's mask
+and places the next click on the device (``observe``, the reference's clicker), scatters the
+state back, and returns ten integers and the solve statistics per lane - the only transfer to
+the host. A group smaller than ``batch`` repeats its last lane (same inputs, same outputs).
+While a program runs, the host dispatches the next one; it then takes the results of the
+first, plans those samples' next clicks, and refills finished slots from the queue.
+
+The clicks, IoUs and evaluation counts equal the sequential evaluation's, sample for sample
+(every lane computes what its own program computes alone; with one lane per device exactly
+that). The batch axis is sharded over the local devices with ``jax.sharding`` (the pool is
+replicated); across hosts (``jax.distributed``) each process evaluates its own share of the
+samples (see ``runner``).
 """
 from __future__ import annotations
 
+import collections
+import dataclasses
+import functools
 import time
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 import jax
+import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ..inference import step as steps
-from ..inference.predictor import Predictor
-from .clicker import Clicker
+from ..inference.predictor import Predictor, round_up
+from .clicker import Click, next_click
 from .flops import click_cost
-from .metrics import iou
 from .runinfo import CompileCounter
+
+POOL_FACTOR = 4     # samples in flight per program lane: more samples, fuller groups
+OUTSIDE = -2        # ``truth_canvas``: a pixel of the canvas outside the image
+
+
+class Pool(NamedTuple):
+    """The samples in flight, one row per slot (device arrays)."""
+    images: Any        # (slots, H, W, 3) float32 normalised images on the storage canvas
+    truth: Any         # (slots, H, W) int8 ``truth_canvas``
+    not_clicked: Any   # (slots, H, W) bool: pixels the clicker may still choose
+    x: Any             # (slots, n, ...) solver variables, sized for the largest network canvas
+    cache: Any         # f-BRS head inputs at the largest network canvas (per leaf: (slots, ...))
+
+
+def truth_canvas(gt: np.ndarray, canvas) -> np.ndarray:
+    """A gt mask (1 object, 0 background, -1 ignore) as int8 on the canvas, ``OUTSIDE`` beyond it."""
+    out = np.full(canvas, OUTSIDE, np.int8)
+    out[:gt.shape[0], :gt.shape[1]] = np.clip(gt, -1, 1)
+    return out
+
+
+def observe(truth, not_clicked, probs, pred_thr: float, zoom_thr: float):
+    """What the host needs of a lane's click, from its probabilities on its output canvas:
+    (10,) int32 [next click row, col, is_positive; |pred & gt| and |pred | gt| over the pixels
+    that are not ignored; whether ZoomIn's mask (prob > ``zoom_thr``) has pixels, and its box
+    rmin, rmax, cmin, cmax], and ``not_clicked`` with the next click marked."""
+    h, w = truth.shape
+    probs = jnp.pad(probs[:h, :w], ((0, max(0, h - probs.shape[0])), (0, max(0, w - probs.shape[1]))))
+    inside, valid, gt = truth != OUTSIDE, truth >= 0, truth == 1
+    pred = (probs > pred_thr) & inside
+    zoom = (probs > zoom_thr) & inside
+    rows, cols = jnp.any(zoom, axis=1), jnp.any(zoom, axis=0)
+    first = lambda a: jnp.argmax(a).astype(jnp.int32)
+    box = jnp.stack([first(rows), h - 1 - first(rows[::-1]), first(cols), w - 1 - first(cols[::-1])])
+    count = lambda m: jnp.sum(m, dtype=jnp.int32)
+    click, not_clicked = next_click(gt, valid, pred, not_clicked)
+    stats = jnp.stack([count(pred & gt & valid), count((pred | gt) & valid), jnp.any(rows).astype(jnp.int32)])
+    return jnp.concatenate([click, stats, box]), not_clicked
+
+
+@functools.partial(jax.jit, static_argnames=('pred_thr', 'zoom_thr'), donate_argnums=0)
+def admit(pool: Pool, slot, image, truth, *, pred_thr: float, zoom_thr: float):
+    """A new sample in ``slot``: its image and truth, nothing clicked, zero variables (the
+    cache is recomputed at its first click); -> (pool, observation of the empty prediction)."""
+    obs, not_clicked = observe(truth, jnp.ones(truth.shape, bool), jnp.zeros((1, 1), jnp.float32), pred_thr, zoom_thr)
+    pool = pool._replace(images=pool.images.at[slot].set(image), truth=pool.truth.at[slot].set(truth),
+                         not_clicked=pool.not_clicked.at[slot].set(not_clicked),
+                         x=pool.x.at[slot].set(jnp.zeros_like(pool.x[0])))
+    return pool, obs
+
+
+def _region(shape):
+    return (slice(None),) + tuple(slice(0, s) for s in shape)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2), static_argnames=('pred_thr', 'zoom_thr'), donate_argnums=4)
+def pool_step(spec: steps.StepSpec, mesh, cache_shapes, variables, pool: Pool, slots, inp: steps.StepInput,
+              recompute, *, pred_thr: float, zoom_thr: float):
+    """One program over the ``slots`` of ``pool`` (see the module docstring): -> (pool,
+    (lanes, 10) observations, stats). ``cache_shapes``: the spec's cache leaf shapes (static)."""
+    n = pool.x.shape[1] if spec.kind == 'NoBRS' else spec.refine.size
+    state = steps.StepState(pool.x[slots][:, :n], jax.tree_util.tree_unflatten(
+        cache_shapes[0], [leaf[slots][_region(shape)] for leaf, shape in zip(
+            jax.tree_util.tree_leaves(pool.cache), cache_shapes[1])]))
+    inp = inp._replace(image=pool.images[slots])
+    if mesh is not None:
+        lanes = NamedSharding(mesh, PartitionSpec('batch'))
+        inp, state = jax.lax.with_sharding_constraint((inp, state), lanes)
+    probs, new, stats = steps.batch_step(spec, mesh, variables, inp, state, recompute,
+                                         jnp.ones(slots.shape, bool))
+    obs, not_clicked = jax.vmap(lambda t, c, p: observe(t, c, p, pred_thr, zoom_thr))(
+        pool.truth[slots], pool.not_clicked[slots], probs)
+    leaves = [leaf.at[(slots,) + _region(shape)[1:]].set(value) for leaf, shape, value in zip(
+        jax.tree_util.tree_leaves(pool.cache), cache_shapes[1], jax.tree_util.tree_leaves(new.cache))]
+    pool = pool._replace(not_clicked=pool.not_clicked.at[slots].set(not_clicked),
+                         x=pool.x.at[slots, :n].set(new.x) if spec.kind != 'NoBRS' else pool.x,
+                         cache=jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(pool.cache), leaves))
+    return pool, obs, stats
+
+
+@dataclasses.dataclass
+class _Lane:
+    """A sample in flight: its slot, host transforms (``predictor``), clicks and record."""
+    index: int
+    slot: int
+    predictor: Predictor
+    gt_shape: tuple
+    clicks: list
+    record: dict
+    obs: Optional[np.ndarray] = None     # the last observation (next click, IoU counts, zoom box)
+    plan: Any = None                     # the planned next click, once made
 
 
 class BatchedEvaluator:
-    """Evaluate up to ``batch`` samples at a time; ``batch`` must be a multiple of the number
+    """Evaluate samples ``batch`` lanes at a time; ``batch`` must be a multiple of the number
     of ``devices`` (default: all local devices)."""
 
-    def __init__(self, new_predictor: Callable[[], Predictor], batch: int, devices: Optional[Sequence] = None):
+    def __init__(self, new_predictor: Callable[[], Predictor], batch: int, devices: Optional[Sequence] = None,
+                 pool_size: Optional[int] = None):
         devices = list(devices if devices is not None else jax.local_devices())
         if batch % len(devices):
             raise ValueError(f'--batch {batch} is not a multiple of the {len(devices)} devices')
         self.new_predictor = new_predictor
         self.batch = batch
-        self.mesh = Mesh(np.asarray(devices), ('batch',))
-        self.lanes = NamedSharding(self.mesh, PartitionSpec('batch'))
-        self.replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.pool_size = pool_size or POOL_FACTOR * batch
+        self.mesh = Mesh(np.asarray(devices), ('batch',)) if len(devices) > 1 else None
+        self.replicated = NamedSharding(Mesh(np.asarray(devices), ('batch',)), PartitionSpec())
         self.variables = None
 
-    def _put(self, tree):
-        return jax.device_put(tree, self.lanes)
-
-    def evaluate(self, samples: Sequence, n_clicks: int, target_iou: float, pred_thr: float) -> list[dict]:
-        """Records as ``evaluate.evaluate_sample`` returns them, one per sample (``seconds``: the
-        wall time of the batched steps that served the sample's clicks)."""
-        n, b = len(samples), self.batch
-        if not 0 < n <= b:
-            raise ValueError(f'between 1 and {b} samples per batch, got {n}')
-        predictors = [self.new_predictor() for _ in range(b)]
-        if not predictors[0].on_device:
-            raise ValueError(f'batched evaluation needs an on-device back end; '
-                             f'{predictors[0].backend.name} runs on the host')
+    def evaluate(self, samples: Sequence, n_clicks: int, target_iou: float, pred_thr: float,
+                 on_record: Optional[Callable[[int, dict], None]] = None) -> list[dict]:
+        """Records as ``evaluate.evaluate_sample`` returns them, in sample order; ``on_record(i,
+        record)`` is called as each sample finishes. Per click: ``seconds``, the wall time from
+        dispatching its program to having its results; ``host_s``, the host's time in that
+        step outside waiting for the device, over the step's lanes (None where the step
+        compiled or loaded a program)."""
+        if not samples:
+            return []
+        probe = self.new_predictor()
+        if not probe.on_device:
+            raise ValueError(f'batched evaluation needs an on-device back end; {probe.backend.name} runs on the host')
         if self.variables is None:
-            self.variables = jax.device_put(predictors[0].model.variables, self.replicated)
-        for i, p in enumerate(predictors):
-            p.load_image(samples[min(i, n - 1)].image)      # padding lanes repeat the last sample
-        images = self._put(np.stack([p.canvas_image for p in predictors]))
-        clickers = [Clicker(s.gt) for s in samples]
-        preds = [np.zeros(s.gt.shape, bool) for s in samples]
-        clicks = [[] for _ in samples]
-        records = [{'ious': [], 'clicks': [], 'evals': [], 'seconds': [], 'cold': [], 'flops': []} for _ in samples]
-        cost = click_cost(predictors[0])
-        running = list(range(n))
-        states, home = {}, [None] * b      # per network canvas: the lanes' state; where each lane's lives
-        for _ in range(n_clicks):
-            if not running:
-                break
-            plans = {}
-            for i in running:
-                clicks[i].append(clickers[i].make_next_click(preds[i]))
-                plans[i] = predictors[i].plan(clicks[i])
-            groups: dict = {}
-            for i in running:
-                groups.setdefault(plans[i].spec, []).append(i)
-            for spec, lanes in groups.items():
-                state = self._state(spec, lanes, states, home, predictors[0])
-                filler = plans[lanes[0]].inp
-                inps = [plans[i].inp if i in plans and plans[i].spec == spec else filler for i in range(b)]
-                inp = steps.StepInput(images, *[self._put(np.stack([x[k] for x in inps]))
-                                                for k in range(1, len(filler))])
-                active = self._put(np.isin(np.arange(b), lanes))
-                recompute = np.asarray(any(plans[i].recompute for i in lanes))
-                counter = CompileCounter()
-                t0 = time.perf_counter()
-                probs, states[spec.net_canvas], stats = steps.run_batch(spec, self.mesh, self.variables, inp,
-                                                                        state, recompute, active)
-                probs, stats = np.asarray(probs), jax.tree_util.tree_map(np.asarray, stats)
-                seconds = time.perf_counter() - t0
-                cold = int(counter.loaded_any())
-                for i in lanes:
-                    home[i] = spec.net_canvas
-                    out = predictors[i].finish(plans[i], probs[i], steps.StepStats(*(s[i] for s in stats)))
-                    preds[i] = out > pred_thr
-                    r = records[i]
-                    r['ious'].append(float(np.float32(iou(samples[i].gt, preds[i]))))
-                    r['evals'].append(predictors[i].stats.num_evals)
-                    r['seconds'].append(seconds)
-                    r['cold'].append(cold)
-                # every lane runs as many evaluations as the busiest; the program's FLOPs are shared out
-                executed = b * cost.flops(spec.net_canvas, max(records[i]['evals'][-1] for i in lanes), recompute)
-                for i in lanes:
-                    s = predictors[i].stats
-                    records[i]['flops'].append([executed / len(lanes), cost.flops(s.net_hw, s.num_evals, s.recomputed)])
-            running = [i for i in running if np.float32(records[i]['ious'][-1]) < np.float32(target_iou)]
-        for r, cl in zip(records, clicks):
-            r['clicks'] = [[int(c.row), int(c.col), int(c.is_positive)] for c in cl]
-        return records
+            self.variables = jax.device_put(probe.model.variables, self.replicated)
+        canvas = probe.canvas or round_up((max(s.image.shape[0] for s in samples),
+                                           max(s.image.shape[1] for s in samples)), probe.canvas_step or 32)
+        thresholds = dict(pred_thr=float(pred_thr),
+                          zoom_thr=float(probe.zoom.params.prob_thresh) if probe.zoom is not None else 0.5)
+        pool = self._new_pool(probe, canvas, min(self.pool_size, max(len(samples), self.batch)))
+        cost = click_cost(probe)
+        queue = collections.deque(range(len(samples)))
+        lanes: dict[int, _Lane] = {}          # slot -> lane
+        records: dict[int, dict] = {}
+        in_flight = None
 
-    def _state(self, spec, lanes, states, home, predictor) -> steps.StepState:
-        """The batch state of ``spec``'s canvas; f-BRS variables of lanes whose state lives on
-        another canvas are moved over (per-pixel variables are reset on a new input anyway)."""
-        canvas = spec.net_canvas
-        if canvas not in states:
-            one = predictor.initial_state(spec)
-            states[canvas] = self._put(jax.tree_util.tree_map(
-                lambda a: np.broadcast_to(a, (self.batch,) + a.shape).copy(), one))
-        state = states[canvas]
-        movers = [i for i in lanes if home[i] is not None and home[i] != canvas]
-        if spec.kind != 'NoBRS' and not spec.refine.per_pixel and movers:
-            x = np.array(state.x)
-            for i in movers:
-                x[i] = np.asarray(states[home[i]].x)[i]
-            state = state._replace(x=self._put(x))
-        return state
+        def start(slot: int) -> None:
+            nonlocal pool
+            i = queue.popleft()
+            s = samples[i]
+            predictor = self.new_predictor()
+            predictor.load_image(s.image)
+            if predictor.full_canvas != tuple(canvas):
+                raise ValueError(f'sample {i} is not on the {canvas} canvas of this batch')
+            pool, obs = admit(pool, slot, predictor.canvas_image, truth_canvas(s.gt, canvas), **thresholds)
+            lanes[slot] = _Lane(i, slot, predictor, s.gt.shape, [], {
+                'ious': [], 'clicks': [], 'evals': [], 'seconds': [], 'cold': [], 'flops': [], 'host_s': []}, obs)
+
+        def plan(lane: _Lane) -> None:
+            row, col, positive = (int(v) for v in np.asarray(lane.obs)[:3])
+            lane.clicks.append(Click(row, col, bool(positive)))
+            lane.plan = lane.predictor.plan(lane.clicks)
+            if lane.plan.out_hw != lane.predictor.full_hw:
+                raise ValueError('batched evaluation needs full-image outputs; LimitLongestSide gave '
+                                 f'{lane.plan.out_hw} for a {lane.predictor.full_hw} image')
+
+        def dispatch():
+            """The largest group of planned lanes that share a spec (the oldest sample first among
+            equals) as one program call; None when no lane is planned."""
+            nonlocal pool
+            groups: dict = {}
+            for lane in sorted(lanes.values(), key=lambda l: l.index):
+                if lane.plan is not None and (in_flight is None or lane.slot not in in_flight[1]):
+                    groups.setdefault(lane.plan.spec, []).append(lane)
+            if not groups:
+                return None
+            spec, group = max(groups.items(), key=lambda kv: len(kv[1]))
+            group = group[:self.batch]
+            padded = group + [group[-1]] * (self.batch - len(group))
+            inp = steps.StepInput(None, *[np.stack([l.plan.inp[k] for l in padded]) for k in range(1, len(steps.StepInput._fields))])
+            recompute = np.asarray(any(l.plan.recompute for l in group))
+            slots = np.asarray([l.slot for l in padded], np.int32)
+            counter, t0 = CompileCounter(), time.perf_counter()
+            pool, obs, stats = pool_step(spec, self.mesh, self._cache_shapes(probe, spec), self.variables, pool,
+                                         slots, inp, recompute, **thresholds)
+            return spec, {l.slot for l in group}, group, recompute, obs, stats, counter, t0
+
+        for slot in range(min(pool.images.shape[0], len(queue))):
+            start(slot)
+        for lane in lanes.values():
+            plan(lane)
+        t_host, waited = time.perf_counter(), 0.0
+        in_flight = dispatch()
+        while in_flight is not None:
+            current = in_flight
+            in_flight = dispatch()               # queued behind the current program
+            spec, _, group, recompute, obs, stats, counter, t0 = current
+            t_wait = time.perf_counter()
+            obs, stats = jax.device_get((obs, stats))
+            waited += time.perf_counter() - t_wait
+            seconds, cold = time.perf_counter() - t0, int(counter.loaded_any())
+            for k, lane in enumerate(group):
+                stat = steps.StepStats(*(s[k] for s in stats))
+                lane.obs = obs[k]
+                lane.predictor.finish(lane.plan, stat, tuple(int(v) for v in obs[k, 6:10]) if obs[k, 5] else None)
+                inter, union = int(obs[k, 3]), int(obs[k, 4])
+                r, s = lane.record, lane.predictor.stats
+                r['ious'].append(float(np.float32(inter / union if union else 0.0)))
+                r['evals'].append(s.num_evals)
+                r['seconds'].append(seconds)
+                r['cold'].append(cold)
+                r['flops'].append(cost.flops(s.net_hw, s.num_evals, s.recomputed))
+                lane.plan = None
+            # every lane runs as many evaluations as the busiest; the program's FLOPs are shared out
+            executed = self.batch * cost.flops(spec.net_canvas, max(l.record['evals'][-1] for l in group), recompute)
+            for lane in group:
+                lane.record['flops'][-1] = [executed / len(group), lane.record['flops'][-1]]
+            done = []
+            for lane in group:
+                r = lane.record
+                if len(r['ious']) < n_clicks and np.float32(r['ious'][-1]) < np.float32(target_iou):
+                    plan(lane)
+                    continue
+                done.append(lane)
+                del lanes[lane.slot]
+                if queue:
+                    start(lane.slot)
+                    plan(lanes[lane.slot])
+            if in_flight is None:
+                in_flight = dispatch()
+            now = time.perf_counter()
+            host = (now - t_host - waited) / len(group)
+            for lane in group:
+                lane.record['host_s'].append(None if cold or counter.loaded_any() else host)
+            t_host, waited = now, 0.0
+            for lane in done:
+                lane.record['clicks'] = [[int(c.row), int(c.col), int(c.is_positive)] for c in lane.clicks]
+                records[lane.index] = lane.record
+                if on_record is not None:
+                    on_record(lane.index, lane.record)
+        return [records[i] for i in range(len(samples))]
+
+    def _new_pool(self, probe: Predictor, canvas, size: int) -> Pool:
+        """Zeros for ``size`` slots; variables and cache sized for the largest network canvas."""
+        state = probe.initial_state(probe.step_spec(probe.largest_canvas(canvas)))
+        if probe.kind == 'NoBRS':
+            state = steps.StepState(np.zeros((1,), np.float32), {})
+        zeros = lambda a: np.zeros((size,) + a.shape, a.dtype)
+        pool = Pool(np.zeros((size, *canvas, 3), np.float32), np.full((size, *canvas), OUTSIDE, np.int8),
+                    np.zeros((size, *canvas), bool), zeros(np.asarray(state.x)),
+                    jax.tree_util.tree_map(zeros, state.cache))
+        return jax.device_put(pool, self.replicated)
+
+    @functools.lru_cache(maxsize=None)
+    def _cache_shapes(self, probe: Predictor, spec: steps.StepSpec):
+        state = probe.initial_state(spec)
+        return (jax.tree_util.tree_structure(state.cache),
+                tuple(leaf.shape for leaf in jax.tree_util.tree_leaves(state.cache)))

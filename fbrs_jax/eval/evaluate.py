@@ -136,7 +136,8 @@ def dataset_summary(records: Sequence[dict], max_clicks: int) -> dict:
     from the clicks that compiled nothing (records without ``cold`` flags count as warm); the
     hypervisor's share of the CPU while the samples ran (``cpu_steal``, wall-time weighted; None
     where not measured); with per-click ``flops`` records the dense FLOPs executed, those of
-    every click at its exact size, and their ratio (``flops.py``)."""
+    every click at its exact size, and their ratio (``flops.py``); for a batched run the host's
+    seconds per lane-click over the rounds that compiled nothing."""
     ious = [r['ious'] for r in records]
     out = summarize(ious, sum(r['wall_s'] for r in records), max_clicks=max_clicks)
     evals = [e for r in records for e in r['evals']]
@@ -153,6 +154,9 @@ def dataset_summary(records: Sequence[dict], max_clicks: int) -> dict:
         out['flops_executed'] = float(sum(f[0] for f in flops))
         out['flops_exact'] = float(sum(f[1] for f in flops))
         out['flops_ratio'] = out['flops_executed'] / out['flops_exact']
+    host = [t for r in records for t in r.get('host_s', []) if t is not None]
+    if host:
+        out['host_s_per_lane_click'] = float(np.mean(host))
     stolen = [(r['cpu_steal'], r['wall_s']) for r in records if r.get('cpu_steal') is not None]
     weight = sum(w for _, w in stolen)
     out['cpu_steal'] = sum(f * w for f, w in stolen) / weight if weight > 0 else None

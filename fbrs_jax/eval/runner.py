@@ -5,9 +5,12 @@ of 8). The network runs on each image's or crop's size rounded up to ``canvas_st
 at most 31 pixels of padding a side), so a dataset needs one compiled program per size bucket
 of its images and of its ZoomIn crops; ``canvas_step`` None runs every click on the dataset's
 canvas or the square ZoomIn canvas (fewest programs, most padding). The summary reports the
-programs compiled and the dense FLOPs executed against those of every click at its exact size. ``batch`` > 1 evaluates that many samples at once (``batched.BatchedEvaluator``,
-sharded over the local devices); with ``distributed`` the process joins ``jax.distributed``
-and evaluates every ``process_count``-th batch, writing its own ``<dataset>.p<k>.jsonl``;
+programs compiled and the dense FLOPs executed against those of every click at its exact size.
+
+``batch`` > 1 runs programs of that many lanes, continuously batched from a pool of samples in
+flight (``batched.BatchedEvaluator``, sharded over the local devices); with ``distributed``
+the process joins ``jax.distributed`` and evaluates every ``process_count``-th block of
+``batch`` samples, writing its own ``<dataset>.p<k>.jsonl``;
 process 0 writes the summary once all processes are done. Results are written per sample, so
 an interrupted run resumes where it stopped.
 """
@@ -27,6 +30,25 @@ from .evaluate import (EvalSettings, ResultsFile, dataset_summary, evaluate_samp
                        plot_curves, zoom_in_params)
 from .flops import flop_fields
 from .runinfo import STEAL_WARNING, CompileCounter, cpu_ticks, environment, steal_fraction
+
+
+class _Samples:
+    """``reader``'s samples at ``indices``, read when asked for."""
+
+    def __init__(self, reader, indices):
+        self.reader, self.indices = reader, indices
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, k):
+        return self.reader[self.indices[k]]
+
+
+def _written(shards, bar, record: dict) -> None:
+    shards.mine.append(record)
+    bar.update(1)
+    bar.set_postfix(clicks=len(record['ious']), iou=f"{record['ious'][-1]:.3f}")
 
 
 def dataset_canvas(reader, n: int) -> tuple[int, int]:
@@ -91,25 +113,32 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
         todo = [c for c in ([i for i in chunk if i not in done] for chunk in chunks) if c]
         bar = tqdm(total=sum(map(len, chunks)), initial=sum(map(len, chunks)) - sum(map(len, todo)),
                    desc=f'{name} {settings.mode}', unit='sample', disable=quiet)
-        evaluator = None
         if batch > 1:
             from .batched import BatchedEvaluator
-            evaluator = BatchedEvaluator(new_predictor, batch)
-        predictor = new_predictor() if evaluator is None else None
-        for chunk in todo:
-            t0, ticks = time.perf_counter(), cpu_ticks()
-            samples = [reader[i] for i in chunk]
-            if evaluator is None:
-                records = [evaluate_sample(predictor, s.image, s.gt, settings.n_clicks, settings.target_iou,
-                                           settings.pred_thr, per_click=flop_fields) for s in samples]
-            else:
-                records = evaluator.evaluate(samples, settings.n_clicks, settings.target_iou, settings.pred_thr)
-            wall, steal = (time.perf_counter() - t0) / len(chunk), steal_fraction(ticks, cpu_ticks())
-            for i, s, record in zip(chunk, samples, records):
-                record.update(index=i, name=s.name, wall_s=wall, cpu_steal=steal)
-                shards.mine.append(record)
-                bar.update(1)
-                bar.set_postfix(clicks=len(record['ious']), iou=f"{record['ious'][-1]:.3f}")
+            order = [i for chunk in todo for i in chunk]
+            clock = [time.perf_counter(), cpu_ticks()]
+
+            def keep(k: int, record: dict) -> None:
+                # a sample's wall time: since the previous sample finished (they add up to the run's)
+                now, ticks = time.perf_counter(), cpu_ticks()
+                record.update(index=order[k], name=reader.name(order[k]), wall_s=now - clock[0],
+                              cpu_steal=steal_fraction(clock[1], ticks))
+                clock[:] = now, ticks
+                _written(shards, bar, record)
+
+            BatchedEvaluator(new_predictor, batch).evaluate(_Samples(reader, order), settings.n_clicks,
+                                                           settings.target_iou, settings.pred_thr, on_record=keep)
+        else:
+            predictor = new_predictor()
+            for chunk in todo:
+                t0, ticks = time.perf_counter(), cpu_ticks()
+                for i in chunk:
+                    s = reader[i]
+                    record = evaluate_sample(predictor, s.image, s.gt, settings.n_clicks, settings.target_iou,
+                                             settings.pred_thr, per_click=flop_fields)
+                    record.update(index=i, name=s.name, wall_s=time.perf_counter() - t0,
+                                  cpu_steal=steal_fraction(ticks, cpu_ticks()))
+                    _written(shards, bar, record)
         bar.close()
 
     if processes > 1:

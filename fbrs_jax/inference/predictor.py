@@ -16,17 +16,17 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 import jax
 
-from ..brs.objective import TapVariables, click_masks
+from ..brs.objective import TapVariables, click_squares
 from ..brs.solvers import SolverSettings, get_backend
 from ..brs.spec import INPUT_TAPS, PRESETS, RefinementSpec
 from ..eval.clicker import Click
 from ..models.model import TEMPLATE_HW, Model, normalize
 from ..models.taps import tap_names
 from . import step as steps
-from .zoom_in import LimitLongestSide, ZoomIn, ZoomInParams, transform_clicks
+from .zoom_in import LimitLongestSide, ZoomIn, ZoomInParams, mask_box, transform_clicks
 
 CANVAS_STEP = 32     # canvases are the image or crop size rounded up to this (the default policy)
-CLICK_SLOTS = 20     # without a clicks limit, points are padded to a multiple of this
+CLICK_SLOTS = 20     # points (without a clicks limit) and click squares are padded to a multiple of this
 
 
 @dataclasses.dataclass
@@ -170,7 +170,8 @@ class Predictor:
         self._state_of = (plan.spec.net_canvas, state)
         self.last_device_s = time.perf_counter() - t_device   # the program(s) and the result transfer
         self.last_net = (tuple(int(v) for v in plan.inp.net_extent), plan.spec.net_canvas)
-        out = self.finish(plan, np.asarray(probs), stats)
+        out = np.ascontiguousarray(np.asarray(probs)[:plan.out_hw[0], :plan.out_hw[1]], np.float32)
+        self.finish(plan, stats, None if self.zoom is None else mask_box(out > self.zoom.params.prob_thresh))
         self.last_wall_s = time.perf_counter() - t_start
         return out
 
@@ -227,7 +228,7 @@ class Predictor:
         crops, crop_boxes, crop_hw = [], [], []
         hw, changed, net_clicks = self.full_hw, False, clicks
         if self.zoom is not None:
-            zoomed, changed = self.zoom.decide(clicks)
+            zoomed, changed = self.zoom.decide(clicks, self.full_hw)
             if zoomed:
                 hw = self.zoom.roi_hw
                 crops.append(self._canvas_for(hw))
@@ -262,10 +263,10 @@ class Predictor:
         slots = limit if limit is not None else CLICK_SLOTS * -(-len(clicks) // CLICK_SLOTS)
         points = points_nd(lists, limit, slots).astype(np.float32)
         spec = self._spec(net_canvas, tuple(crops), tuple(pastes))
-        pos = neg = np.zeros((0,), np.float32)
+        squares = np.zeros((0,), np.int32)
         optimize = reset = recompute = False
         if self.kind != 'NoBRS':
-            pos, neg = click_masks(lists, hw, net_canvas)
+            squares = click_squares(lists, hw, CLICK_SLOTS * -(-len(clicks) // CLICK_SLOTS))   # every click
             optimize = len(clicks) > self.spec.optimize_after_n_clicks
             same_input = self._last_net == (net_canvas, hw)
             reset = changed or not same_input
@@ -275,24 +276,33 @@ class Predictor:
         box_array = lambda b: np.asarray(b, np.int32).reshape(-1, 4)
         hw_array = lambda h: np.asarray(h, np.int32).reshape(-1, 2)
         inp = steps.StepInput(None, box_array(crop_boxes), hw_array(crop_hw), box_array(paste_boxes),
-                              hw_array(paste_hw), np.asarray(hw, np.int32), points, pos, neg,
+                              hw_array(paste_hw), np.asarray(hw, np.int32), points, squares,
                               np.asarray(optimize), np.asarray(reset),
                               np.asarray([self.solver.maxfun, self.solver.maxiter], np.int32))
         return Plan(spec, inp, recompute, out_hw, lls_hw)
 
-    def finish(self, plan: Plan, probs: np.ndarray, stats) -> np.ndarray:
-        """Keep what the transforms remember (previous probabilities, LimitLongestSide's size)
-        and the solve statistics; return the (H, W) probabilities."""
-        out = np.ascontiguousarray(probs[:plan.out_hw[0], :plan.out_hw[1]], np.float32)
+    def finish(self, plan: Plan, stats, zoom_box) -> None:
+        """Keep what the transforms remember (the box of the mask ZoomIn reads next, None when
+        it is empty; LimitLongestSide's size) and the solve statistics."""
         if self.limit is not None:
             self.limit.prev_hw = plan.lls_hw
         if self.zoom is not None:
-            self.zoom.prev_probs = out
+            self.zoom.prev_box = zoom_box
         optimized = bool(plan.inp.optimize)
         self.stats = SolveStats(int(stats.num_evals) if optimized else 0, int(stats.num_iters) if optimized else 0,
                                 float(stats.loss), tuple(int(v) for v in plan.inp.net_extent), plan.spec.net_canvas,
                                 bool(plan.recompute))
-        return out
+
+    def largest_canvas(self, full_canvas) -> tuple[int, int]:
+        """The largest network canvas on a full-image canvas: it holds that canvas and the square
+        ZoomIn and LimitLongestSide canvases."""
+        known = [full_canvas] + [(s, s) for s in (self.zoom and self.zoom.params.target_size,
+                                                   self.limit and self.limit.max_size) if s]
+        return max(c[0] for c in known), max(c[1] for c in known)
+
+    def step_spec(self, net_canvas) -> steps.StepSpec:
+        """The spec of a click on the full image on ``net_canvas`` (for state shapes)."""
+        return self._spec(tuple(net_canvas), (), ())
 
     def _spec(self, net_canvas, crops, pastes) -> steps.StepSpec:
         s = self.spec
@@ -323,7 +333,7 @@ class Predictor:
         """The SciPy path: the network input as one program, L-BFGS-B on the host, the merge."""
         spec, backend = plan.spec, self.backend
         values, cache = steps.host_problem(spec, self.model.variables, inp, state.cache, plan.recompute)
-        args = steps.function_args(self.model.variables, values, inp)
+        args = steps.host_args(spec, self.model.variables, values, inp)
         x = state.x
         if spec.refine.per_pixel and bool(inp.reset):
             x = np.zeros(spec.refine.size, np.float32)   # the reference restarts from float32 zeros

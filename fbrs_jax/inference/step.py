@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
-from ..brs.objective import TapVariables, brs_function
+from ..brs.objective import TapVariables, brs_function, square_masks
 from ..brs.solvers import Backend, SolverSettings
 from ..models.canvas import crop_resize, flip_w, paste
 from ..models.taps import carry_names
@@ -64,8 +64,7 @@ class StepInput(NamedTuple):
     paste_extents: Any  # (len(pastes), 2) int32 image size after each paste
     net_extent: Any     # (2,) int32 network input size
     points: Any         # (batch, 2 * slots, 2) float32, (-1, -1) padding
-    pos: Any            # (batch, h, w, 1) float32 click masks on the network canvas (BRS modes)
-    neg: Any
+    squares: Any        # (batch, slots, 5) int32 the clicks' mask squares (``click_squares``; BRS modes)
     optimize: Any       # bool: run the solve (else one evaluation)
     reset: Any          # bool: per-pixel variables restart from zeros
     budget: Any         # (2,) int32: the solve's maxfun and maxiter
@@ -129,9 +128,11 @@ def problem(spec: StepSpec, variables, inp: StepInput, cache, recompute):
     return {**cache, 'image': batch}, cache
 
 
-def function_args(variables, values, inp: StepInput):
-    """The array arguments of ``StepSpec.function`` after (x, last_mask, has_last)."""
-    return variables, values, inp.pos, inp.neg, inp.net_extent, ~inp.optimize
+def function_args(spec: StepSpec, variables, values, inp: StepInput):
+    """The array arguments of ``StepSpec.function`` after (x, last_mask, has_last); the click
+    masks are built here, on the device, from the clicks' squares."""
+    pos, neg = square_masks(inp.squares, spec.net_canvas)
+    return variables, values, pos, neg, inp.net_extent, ~inp.optimize
 
 
 def no_mask(spec: StepSpec):
@@ -150,13 +151,12 @@ def click_step(spec: StepSpec, variables, inp: StepInput, state: StepState, reco
     values, cache = problem(spec, variables, inp, state.cache, recompute)
     x0 = jnp.where(inp.reset, jnp.zeros_like(state.x), state.x) if spec.refine.per_pixel else state.x
     settings = dataclasses.replace(spec.solver, maxfun=inp.budget[0], maxiter=inp.budget[1])
-    result = spec.backend(spec.function, function_args(variables, values, inp), x0, no_mask(spec), settings)
+    result = spec.backend(spec.function, function_args(spec, variables, values, inp), x0, no_mask(spec), settings)
     stats = StepStats(result.num_evals, result.num_iters, result.loss)
     return merged_probs(spec, result.logits, inp), StepState(result.x, cache), stats
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=4)
-def run_batch(spec: StepSpec, mesh, variables, inp: StepInput, state: StepState, recompute, active):
+def batch_step(spec: StepSpec, mesh, variables, inp: StepInput, state: StepState, recompute, active):
     """``click_step`` vmapped over samples; lanes with ``active`` False keep their state (their
     outputs are computed and ignored: shapes stay fixed). A single lane runs unbatched: under
     vmap a cond whose predicate differs per lane computes both branches, and both branches of
@@ -180,10 +180,18 @@ def run_batch(spec: StepSpec, mesh, variables, inp: StepInput, state: StepState,
                          out_specs=(lanes, lanes, lanes), check_vma=False)(variables, inp, state, recompute, active)
 
 
+run_batch = jax.jit(batch_step, static_argnums=(0, 1), donate_argnums=4)   # (the compiled ``batch_step``)
+
+
 # The host-solver path (SciPy): the same pieces as separate programs around the host loop.
 @functools.partial(jax.jit, static_argnums=0)
 def host_problem(spec: StepSpec, variables, inp: StepInput, cache, recompute):
     return problem(spec, variables, inp, cache, recompute)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def host_args(spec: StepSpec, variables, values, inp: StepInput):
+    return function_args(spec, variables, values, inp)
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -48,13 +48,20 @@ def clamp_bbox(box: Box, h: int, w: int) -> Box:
     return max(0, rmin), min(h - 1, rmax), max(0, cmin), min(w - 1, cmax)
 
 
-def object_roi(mask: np.ndarray, clicks: Sequence[Click], ratio: float, min_size: float) -> Box:
-    """Tight box of the mask plus the positive clicks, expanded and clamped to the image."""
-    mask = mask.copy()
+def mask_box(mask: np.ndarray) -> Optional[Box]:
+    """The tight box of a bool mask, None when it is empty."""
+    return bbox_from_mask(mask) if mask.any() else None
+
+
+def object_roi(box: Box, hw: tuple[int, int], clicks: Sequence[Click], ratio: float, min_size: float) -> Box:
+    """The tight box of the mask (``box``) and the positive clicks' pixels, expanded and
+    clamped to the (h, w) image."""
+    rmin, rmax, cmin, cmax = box
     for c in clicks:
         if c.is_positive:
-            mask[int(c.row), int(c.col)] = True
-    return clamp_bbox(expand_bbox(bbox_from_mask(mask), ratio, min_size), *mask.shape)
+            r, col = int(c.row), int(c.col)
+            rmin, rmax, cmin, cmax = min(rmin, r), max(rmax, r), min(cmin, col), max(cmax, col)
+    return clamp_bbox(expand_bbox((rmin, rmax, cmin, cmax), ratio, min_size), *hw)
 
 
 def segments_iou(a: tuple[int, int], b: tuple[int, int]) -> float:
@@ -95,24 +102,25 @@ class ZoomIn:
         self.reset()
 
     def reset(self):
-        self.prev_probs: Optional[np.ndarray] = None   # full-resolution probabilities of the last click
+        self.prev_box: Optional[Box] = None   # box of the last click's mask (probability > prob_thresh)
         self.roi: Optional[Box] = None
         self.roi_hw: Optional[tuple[int, int]] = None
 
-    def decide(self, clicks: Sequence[Click]) -> tuple[bool, bool]:
-        """Update the ROI for this click list; returns (zoomed, image_changed).
+    def remember(self, probs: np.ndarray) -> None:
+        """Keep the box of the mask of a click's full-resolution probabilities."""
+        self.prev_box = mask_box(probs > self.params.prob_thresh)
+
+    def decide(self, clicks: Sequence[Click], hw: tuple[int, int]) -> tuple[bool, bool]:
+        """Update the ROI for this click list on an (h, w) image; returns (zoomed, image_changed).
 
         ``zoomed`` is False when the full image passes through: on the first ``skip_clicks``
-        clicks, and whenever the previous mask is empty (then a stale ROI is still used to
-        paste the output back - the reference's T13 behaviour).
+        clicks, and whenever the previous mask is empty or there is none (then a stale ROI is
+        still used to paste the output back - the reference's T13 behaviour).
         """
         p = self.params
-        if len(clicks) <= p.skip_clicks or self.prev_probs is None:
+        if len(clicks) <= p.skip_clicks or self.prev_box is None:
             return False, False
-        mask = self.prev_probs > p.prob_thresh
-        if not mask.any():
-            return False, False
-        candidate = object_roi(mask, clicks, p.expansion_ratio, p.min_crop_size)
+        candidate = object_roi(self.prev_box, hw, clicks, p.expansion_ratio, p.min_crop_size)
         if (self.roi is None or not clicks_inside(self.roi, clicks)
                 or bbox_iou(candidate, self.roi) < p.recompute_thresh_iou):
             self.roi = candidate

@@ -1,0 +1,134 @@
+"""What an evaluation costs the device and the host, counted device-independently.
+
+    python experiments/eval_scale.py --checkpoint ../shared/reference/weights/resnet34_dh128_synth.pth \\
+        --datasets GrabCut,Berkeley --modes NoBRS,f-BRS-B --batches 1,8 --canvases 32,dataset \\
+        --work runs/eval_scale --out experiments/results/eval_scale_r34_cpu
+
+Each (dataset, mode, batch, canvas policy) is one ``run_evaluation`` (the code of ``fbrs-jax
+evaluate``) in its own folder under ``--work`` (resumable; no persistent compilation cache, so
+every run compiles its own programs). Reported per run: NoC@90, lane-clicks, the programs
+compiled and their seconds, the dense FLOPs executed against those of every click at its
+exact size (``fbrs_jax/eval/flops.py``), the objective evaluations per click and, for batched
+runs, the host's seconds per lane-click over the rounds that compiled nothing.
+
+The throughput model then predicts the wall time of an evaluation on one H100 from these
+counts: programs x the measured compile seconds per program (a CPU figure; GPU compiles are
+of the same order), plus executed FLOPs at a stated utilisation of the FP32 and TF32 dense
+peaks, plus lane-clicks x host seconds per lane-click, for a GrabCut-size run (the measured
+one) and an SBD-size run (6,671 instances, ~7 clicks each at NoC@90 7.28 of the official
+r34 f-BRS-B, ~500x375 images, with this run's FLOPs per click and ratio).
+
+Writes <out>.json and <out>.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+import fbrs_jax
+from fbrs_jax.data.readers import open_dataset
+from fbrs_jax.eval.evaluate import EvalSettings
+from fbrs_jax.eval.runinfo import environment
+from fbrs_jax.eval.runner import run_evaluation
+
+HERE = pathlib.Path(__file__).resolve().parent
+H100 = {'fp32_flops': 67e12, 'tf32_flops': 495e12}   # dense peaks of an H100 SXM
+UTILISATION = 0.4            # assumed share of the peak a convolution network reaches
+SBD = {'instances': 6671, 'clicks_per_instance': 7.28, 'hw': (375, 500)}
+
+
+def one_run(model, checkpoint, dataset, reader, mode, batch, canvas, args) -> dict:
+    step = None if canvas == 'dataset' else int(canvas)
+    settings = EvalSettings(mode=mode, n_clicks=args.n_clicks, max_samples=args.max_samples, canvas_step=step)
+    folder = args.work / f'{dataset}_{mode}_b{batch}_c{canvas}'
+    summary = run_evaluation(model, checkpoint, settings, {dataset: reader}, folder, batch=batch, quiet=True)
+    d = summary['datasets'][dataset]
+    comp = summary['compilation']
+    return {'dataset': dataset, 'mode': mode, 'batch': batch, 'canvas': canvas, 'samples': d['samples'],
+            'lane_clicks': d['clicks'], 'NoC@90': d['NoC@90'], 'programs': comp['compilations'],
+            'compile_s': comp['compile_s'], 'flops_executed': d['flops_executed'], 'flops_exact': d['flops_exact'],
+            'flops_ratio': d['flops_ratio'], 'evals_per_click': d['evals_per_click'],
+            'host_s_per_lane_click': d.get('host_s_per_lane_click'), 'elapsed_s': d['elapsed_s'],
+            'warm_s_per_click': d['warm_s_per_click']}
+
+
+def throughput_model(row: dict) -> dict:
+    """Predicted H100 seconds of this run and of an SBD-size run of the same mode and policy."""
+    per_program = row['compile_s'] / max(row['programs'], 1)
+    host = row['host_s_per_lane_click'] or 0.0
+    out = {}
+    sbd_clicks = SBD['instances'] * SBD['clicks_per_instance']
+    scale = sbd_clicks / row['lane_clicks'] * (SBD['hw'][0] * SBD['hw'][1]) / (row['mean_image_px'])
+    for name, flops, clicks in (('this run', row['flops_executed'], row['lane_clicks']),
+                                ('SBD-size', row['flops_executed'] * scale, sbd_clicks)):
+        for precision in ('fp32', 'tf32'):
+            device = flops / (H100[f'{precision}_flops'] * UTILISATION)
+            out[f'{name} {precision}'] = {'compile_s': row['programs'] * per_program, 'device_s': device,
+                                          'host_s': clicks * host,
+                                          'total_s': row['programs'] * per_program + device + clicks * host}
+    return out
+
+
+def markdown(result: dict) -> str:
+    rows = ['| dataset | mode | batch | canvas | samples | lane-clicks | NoC@90 | programs | compile s | '
+            'executed / exact FLOPs | evals / click | host ms / lane-click | s / warm click |',
+            '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    for r in result['runs']:
+        host = '-' if r['host_s_per_lane_click'] is None else f"{1e3 * r['host_s_per_lane_click']:.2f}"
+        rows.append(f"| {r['dataset']} | {r['mode']} | {r['batch']} | {r['canvas']} | {r['samples']} | "
+                    f"{r['lane_clicks']} | {r['NoC@90']:.2f} | {r['programs']} | {r['compile_s']:.0f} | "
+                    f"{r['flops_ratio']:.3f} | {r['evals_per_click']:.1f} | {host} | {r['warm_s_per_click']:.2f} |")
+    rows += ['', f"Throughput model, one H100 at {UTILISATION:.0%} of the dense peak (seconds: compile + device "
+                 f"+ host = total):", '',
+             '| dataset | mode | batch | canvas | run | compile | device | host | total |', '|---|---|---|---|---|---|---|---|---|']
+    for r in result['runs']:
+        for name, m in r['h100_model'].items():
+            rows.append(f"| {r['dataset']} | {r['mode']} | {r['batch']} | {r['canvas']} | {name} | "
+                        f"{m['compile_s']:.0f} | {m['device_s']:.1f} | {m['host_s']:.1f} | {m['total_s']:.0f} |")
+    env = result['environment']
+    return (f"{result['checkpoint']}, {result['n_clicks']} clicks, on {env['device']} ({env['machine']}), "
+            f"jax {env['packages']['jax']}, float32 'highest'\n\n" + '\n'.join(rows) + '\n')
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--checkpoint', default=None, help='default: the shipped model')
+    p.add_argument('--data-root', default=str(HERE.parents[1] / 'shared' / 'data'))
+    p.add_argument('--datasets', default='GrabCut,Berkeley')
+    p.add_argument('--modes', default='NoBRS,f-BRS-B')
+    p.add_argument('--batches', default='1,8')
+    p.add_argument('--canvases', default='32,dataset', help='canvas policies: a step in pixels or "dataset"')
+    p.add_argument('--n-clicks', type=int, default=20)
+    p.add_argument('--max-samples', type=int, default=None)
+    p.add_argument('--work', required=True, type=pathlib.Path)
+    p.add_argument('--out', required=True)
+    args = p.parse_args(argv)
+    from fbrs_jax.convert.loading import SHIPPED_CHECKPOINT
+    checkpoint = args.checkpoint or SHIPPED_CHECKPOINT
+    model = fbrs_jax.load_model(checkpoint)
+    out = pathlib.Path(args.out)
+    result = {'checkpoint': pathlib.Path(checkpoint).name, 'n_clicks': args.n_clicks, 'max_samples': args.max_samples,
+              'h100': H100, 'utilisation': UTILISATION, 'sbd': SBD, 'environment': environment(), 'runs': []}
+    for dataset in args.datasets.split(','):
+        reader = open_dataset(dataset, args.data_root)
+        n = len(reader) if args.max_samples is None else min(len(reader), args.max_samples)
+        mean_px = float(np.mean([np.prod(reader.image_hw(i)) for i in range(n)]))
+        for mode in args.modes.split(','):
+            for batch in (int(b) for b in args.batches.split(',')):
+                for canvas in args.canvases.split(','):
+                    row = one_run(model, checkpoint, dataset, reader, mode, batch, canvas, args)
+                    row['mean_image_px'] = mean_px
+                    row['h100_model'] = throughput_model(row)
+                    result['runs'].append(row)
+                    out.with_suffix('.json').write_text(json.dumps(result, indent=1))
+                    out.with_suffix('.md').write_text(markdown(result))
+                    print(json.dumps({k: v for k, v in row.items() if k != 'h100_model'}), flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
