@@ -136,7 +136,7 @@ def run_reference(ref_home: pathlib.Path, checkpoint: str, chunks: list[pathlib.
     return sorted((r for r in done.records if r['index'] < n), key=lambda r: r['index'])
 
 
-def compare_runs(ours: list[dict], ref: list[dict], n_clicks: int) -> dict:
+def compare_runs(ours: list[dict], ref: list[dict], n_clicks: int, chunk: int = 10) -> dict:
     """NoC of both codes over the samples both finished; click-sequence agreement per sample."""
     by_index = {r['index']: r for r in ref}
     pairs = [(o, by_index[o['index']]) for o in ours if o['index'] in by_index]
@@ -159,7 +159,14 @@ def compare_runs(ours: list[dict], ref: list[dict], n_clicks: int) -> dict:
         summary = summarize(ious, max_clicks=n_clicks)
         return {**{k: v for k, v in summary.items() if k.startswith(('NoC', 'NoF')) or k in ('samples', 'clicks')},
                 'mean_iou_curve': mean_iou_curve(ious, n_clicks).tolist(),
-                's_per_click': float(np.mean([t for x in records for t in x['seconds']])) if records else None}
+                's_per_click': float(np.mean([t for x in records for t in x['seconds']])) if records else None,
+                's_per_warm_click': float(np.mean(warm(records))) if records else None}
+
+    def warm(records):
+        # ours flag the clicks that compiled or loaded a program; a reference process warms up
+        # torch on its first click (one process per chunk of ``chunk`` samples)
+        first = lambda x: [1] + [0] * (len(x['seconds']) - 1) if x['index'] % chunk == 0 else [0] * len(x['seconds'])
+        return [t for x in records for t, c in zip(x['seconds'], x.get('cold') or first(x)) if not c]
 
     return {'samples': len(pairs), 'ours': side([o for o, _ in pairs]), 'reference': side([r for _, r in pairs]),
             'identical_click_sequences': same,
@@ -172,8 +179,8 @@ def markdown(result: dict) -> str:
     rows = ['| dataset | mode | samples | NoC@80 ours / ref | NoC@85 ours / ref '
             '| NoC@90 ours / ref | NoF@90 ours / ref | mean IoU after 5 / 10 / 20 clicks, ours | reference '
             '| identical click sequences | first other click (min / median) | max IoU difference while clicks agree '
-            '| s/click ours / ref |',
-            '|' + '---|' * 13]
+            '| s/click ours / ref | s/warm click ours / ref |',
+            '|' + '---|' * 14]
     for dataset, d in result['datasets'].items():
         for mode, c in d['modes'].items():
             o, r, f = c['ours'], c['reference'], c['first_differing_click']
@@ -186,7 +193,8 @@ def markdown(result: dict) -> str:
                         f"{c['identical_click_sequences']}/{c['samples']} | "
                         f"{'-' if f is None else '%d / %g' % (f['min'], f['median'])} | "
                         f"{c['max_iou_difference_while_clicks_agree']:.1e} | "
-                        f"{o['s_per_click']:.2f} / {r['s_per_click']:.2f} |")
+                        f"{o['s_per_click']:.2f} / {r['s_per_click']:.2f} | "
+                        f"{o.get('s_per_warm_click', float('nan')):.2f} / {r.get('s_per_warm_click', float('nan')):.2f} |")
     return '\n'.join(rows) + against_table(result)
 
 
@@ -252,11 +260,11 @@ def main():
             ours = [r for r in ResultsFile(ours_dir / f'{dataset}.jsonl', repair=False).records if r['index'] < n]
             ref = run_reference(args.ref_home, args.checkpoint, chunks, n, mode,
                                 args.work / 'reference' / f'{dataset}_{mode}.jsonl', args)
-            entry['modes'][mode] = compare_runs(ours, ref, args.n_clicks)
+            entry['modes'][mode] = compare_runs(ours, ref, args.n_clicks, args.chunk)
             if args.against:
                 other = args.work / 'ours' / (mode if args.against == 'jaxopt' else f'{mode}_{args.against}')
                 theirs = [r for r in ResultsFile(other / f'{dataset}.jsonl', repair=False).records if r['index'] < n]
-                entry['modes'][mode]['against'] = {'backend': args.against, **compare_runs(ours, theirs, args.n_clicks)}
+                entry['modes'][mode]['against'] = {'backend': args.against, **compare_runs(ours, theirs, args.n_clicks, args.chunk)}
             if ref:
                 result['reference'] = {'torch': ref[0]['torch'], 'threads': ref[0]['threads']}
             print(dataset, mode, json.dumps(entry['modes'][mode]), file=sys.stderr, flush=True)

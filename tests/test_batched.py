@@ -105,3 +105,18 @@ def test_dataset_evaluation_compiles_a_handful_of_programs(tmp_path, mode):
     assert 1.0 < d['flops_ratio'] <= 1.2, d['flops_ratio']
     records = [json.loads(line) for line in (out / 'GrabCut.jsonl').read_text().splitlines()]
     assert sum(f[0] for r in records for f in r['flops']) == d['flops_executed']
+
+
+def test_dense_flops_of_a_click(r34_model):
+    """The counted convolutions of an r34 flip-pair forward at 400x400 are the reference's
+    242.6 GFLOP; a canvas costs what its own size costs, and an f-BRS-B click splits into the
+    network before the tap (once) and two passes of the part after it per evaluation."""
+    from fbrs_jax.eval.flops import ClickCost
+    nobrs = ClickCost(r34_model, 'NoBRS', None, 2)
+    assert round(nobrs.flops((400, 400)) / 1e8) == 2426
+    assert nobrs.flops((401, 400)) > nobrs.flops((400, 400)) and nobrs.flops((400, 267)) < nobrs.flops((400, 288))
+    fbrs = ClickCost(r34_model, 'feature', 'after_aspp', 2)
+    pre, post = 2 * fbrs.pre.flops((400, 400)), 2 * fbrs.post.flops((400, 400))
+    assert pre + post == nobrs.flops((400, 400)) and 0 < post < pre / 50
+    assert fbrs.flops((400, 400), evals=5) == pre + 10 * post
+    assert fbrs.flops((400, 400), evals=0, recompute=False) == 2 * post
