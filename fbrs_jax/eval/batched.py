@@ -124,7 +124,6 @@ class _Lane:
     index: int
     slot: int
     predictor: Predictor
-    gt_shape: tuple
     clicks: list
     record: dict
     obs: Optional[np.ndarray] = None     # the last observation (next click, IoU counts, zoom box)
@@ -181,7 +180,7 @@ class BatchedEvaluator:
             if predictor.full_canvas != tuple(canvas):
                 raise ValueError(f'sample {i} is not on the {canvas} canvas of this batch')
             pool, obs = admit(pool, slot, predictor.canvas_image, truth_canvas(s.gt, canvas), **thresholds)
-            lanes[slot] = _Lane(i, slot, predictor, s.gt.shape, [], {
+            lanes[slot] = _Lane(i, slot, predictor, [], {
                 'ious': [], 'clicks': [], 'evals': [], 'seconds': [], 'cold': [], 'flops': [], 'host_s': []}, obs)
 
         def plan(lane: _Lane) -> None:
