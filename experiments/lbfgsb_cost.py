@@ -52,19 +52,19 @@ def click_program(model, mode: str, backend: str, image, clicks):
     predictor.set_image(image)
     for k in range(1, len(clicks)):
         predictor.predict(clicks[:k])
-    plan = predictor.plan(clicks)
+    plan, _ = predictor.plan(predictor.sample, clicks)
     state = predictor._state(plan.spec)
     inp = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], plan.inp._replace(image=None))
-    inp = inp._replace(image=predictor.image)
+    inp = inp._replace(image=predictor.image[1])
     lowered = steps.run_batch.lower(plan.spec, None, model.variables, inp, state, np.asarray(plan.recompute),
                                     np.ones(1, bool))
     t0 = time.perf_counter()
     compiled = lowered.compile()
     out = {'convolutions': convolutions(compiled), 'compile_s': time.perf_counter() - t0}
     if plan.spec.kind != 'NoBRS':     # one objective value-and-gradient of this click
-        values, _ = steps.host_problem(plan.spec, model.variables, plan.inp._replace(image=predictor.canvas_image),
+        values, _ = steps.host_problem(plan.spec, model.variables, plan.inp._replace(image=predictor.image[0]),
                                        jax.tree_util.tree_map(lambda a: a[0], state.cache), plan.recompute)
-        args = steps.host_args(plan.spec, model.variables, values, plan.inp._replace(image=predictor.canvas_image))
+        args = steps.host_args(plan.spec, model.variables, values, plan.inp._replace(image=predictor.image[0]))
         fun = jax.value_and_grad(plan.spec.function, has_aux=True)
         x = jnp.zeros((plan.spec.refine.size,), jnp.float32)
         one = jax.jit(fun).lower(x, steps.no_mask(plan.spec), jnp.asarray(False), *args).compile()

@@ -214,7 +214,7 @@ def against_table(result: dict) -> str:
             for index, k in c['first_differing_click_by_sample'].items():
                 j = a['first_differing_click_by_sample'].get(index)
                 out.append(f"| {index} | {'-' if k is None else k} | {'-' if j is None else j} |")
-            out += ['', f"| run | NoC@80 / 85 / 90 | mean IoU after 5 / 10 / 20 clicks |", '|---|---|---|']
+            out += ['', "| run | NoC@80 / 85 / 90 | mean IoU after 5 / 10 / 20 clicks |", '|---|---|---|']
             for label, s in ((result['backend'], c['ours']), (name, a['reference']), ('reference', c['reference'])):
                 out.append(f"| {label} | {s['NoC@80']:.2f} / {s['NoC@85']:.2f} / {s['NoC@90']:.2f} | {miou(s)} |")
     return '\n'.join(out)

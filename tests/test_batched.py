@@ -7,7 +7,8 @@ five samples of five sizes on one canvas, ZoomIn crops of varying shape, batch 4
 per device), f-BRS-B - clicks, IoUs and objective evaluations must be identical to one predictor
 evaluating the samples one after another. With the ``lbfgsb`` back end the four lanes also run
 vmapped on one device: each lane pays one evaluation per loop step, so every lane's evaluation
-counts equal its sequential ones.
+counts equal its sequential ones. A sample evaluated alone on one device runs one-lane programs
+(no idle lane: its executed FLOPs equal the sequential ones); on four devices, one lane each.
 """
 import json
 import os
@@ -43,6 +44,7 @@ def _compare(mode: str, solver: str) -> dict:
     import fbrs_jax
     from fbrs_jax.eval.batched import BatchedEvaluator
     from fbrs_jax.eval.evaluate import evaluate_sample
+    from fbrs_jax.eval.flops import flop_fields
     assert jax.local_device_count() == 4
     model = fbrs_jax.load_model(R34_PTH)
     new = lambda: fbrs_jax.make_predictor(model, mode, zoom_in={'target_size': 64, 'min_crop_size': 16},
@@ -50,11 +52,14 @@ def _compare(mode: str, solver: str) -> dict:
     data = samples()
     keys = ('clicks', 'ious', 'evals')
     records = lambda rs: [{k: r[k] for k in keys} for r in rs]
-    out = {'sequential': records(evaluate_sample(new(), s.image, s.gt, 4, 0.99, 0.49) for s in data)}
+    sequential = [evaluate_sample(new(), s.image, s.gt, 4, 0.99, 0.49, per_click=flop_fields) for s in data]
+    out = {'sequential': records(sequential), 'alone_flops': {'sequential': sequential[4]['flops']}}
     runs = {'batched': None, 'lanes': jax.local_devices()[:1]} if solver == 'lbfgsb' else {'batched': None}
     for name, devices in runs.items():
-        evaluator = BatchedEvaluator(new, 4, devices)
-        out[name] = records(evaluator.evaluate(data[:4], 4, 0.99, 0.49) + evaluator.evaluate(data[4:], 4, 0.99, 0.49))
+        evaluator = BatchedEvaluator(new(), 4, devices)
+        alone = evaluator.evaluate(data[4:], 4, 0.99, 0.49)
+        out[name] = records(evaluator.evaluate(data[:4], 4, 0.99, 0.49) + alone)
+        out['alone_flops'][name] = alone[0]['flops']
     return out
 
 
@@ -71,6 +76,11 @@ def test_batched_sharded_evaluation_equals_sequential():
         assert any(e > 1 for s in r['sequential'] for e in s['evals']), case
         if 'lanes' in r:    # several lanes on one device: the same evaluation counts per lane
             assert [s['evals'] for s in r['lanes']] == [s['evals'] for s in r['sequential']], case
+        # alone: one lane on one device; on the 4-device mesh one lane each, three of them idle
+        flops = r['alone_flops']
+        assert flops['batched'] == [[4 * e, x] for e, x in flops['sequential']], (case, flops)
+        if 'lanes' in flops:
+            assert flops['lanes'] == flops['sequential'], (case, flops)
 
 
 @pytest.mark.parametrize('mode', ['f-BRS-B'])

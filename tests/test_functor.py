@@ -5,7 +5,6 @@ Gradient tolerance 1e-3 of max |g|: our float32 gradient equals a float64 evalua
 same objective to 2.5e-7, while the reference's float32 gradient differs from that float64
 value by 3.4e-4 (RGB-BRS at x0) - the tolerance covers the reference's own rounding.
 """
-import json
 
 import numpy as np
 import pytest

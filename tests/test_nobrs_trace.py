@@ -1,10 +1,11 @@
 """NoBRS closed loop against the reference traces: same clicks, same zoom boxes, probabilities
-within 1e-3 (the reference stored them as float16: rounding alone is up to 2.4e-4)."""
+within 1e-3 (the reference stored them as float16: rounding alone is up to 2.4e-4). The loop
+is ``evaluate_sample``'s, the interactive predictor's closed loop."""
 import numpy as np
 import pytest
 
 from conftest import REFERENCE, requires_shared
-from fbrs_jax.eval.clicker import Clicker
+from fbrs_jax.eval.evaluate import evaluate_sample
 from fbrs_jax.inference.predictor import Predictor
 
 pytestmark = requires_shared
@@ -16,20 +17,17 @@ def replay(model, folder, image_name, n_clicks=None):
     images = np.load(REFERENCE / folder / 'trace_images.npz')
     image, gt = images[f'{image_name}__image'], images[f'{image_name}__gt_mask']
     predictor = Predictor(model)                # reference evaluation defaults: flip, zoom-in 400
-    predictor.set_image(image)
-    clicker = Clicker(gt)
-    pred = np.zeros(gt.shape, bool)
-    clicks = []
+    seen = {'probs': [], 'roi': []}
+    record = lambda p: seen['roi'].append(p.sample.zoom.roi or (-1, -1, -1, -1)) or {}
+    predict = predictor.predict
+    predictor.predict = lambda clicks: seen['probs'].append(predict(clicks)) or seen['probs'][-1]
     n = n_clicks or len(trace['clicks'])
+    result = evaluate_sample(predictor, image, gt, n, 2.0, 0.49, per_click=record)   # IoU 2: never stops
+    assert len(result['clicks']) == n
     for k in range(n):
-        clicks.append(clicker.make_next_click(pred))
-        probs = predictor.predict(clicks)
-        pred = probs > 0.49
-        c = clicks[-1]
-        assert (c.row, c.col, int(c.is_positive)) == tuple(trace['clicks'][k]), f'click {k + 1}'
-        roi = predictor.zoom.roi if predictor.zoom.roi is not None else (-1, -1, -1, -1)
-        assert roi == tuple(trace['roi'][k]), f'zoom box at click {k + 1}'
-        err = np.abs(probs - trace['probs'][k].astype(np.float32)).max()
+        assert tuple(result['clicks'][k]) == tuple(trace['clicks'][k]), f'click {k + 1}'
+        assert seen['roi'][k] == tuple(trace['roi'][k]), f'zoom box at click {k + 1}'
+        err = np.abs(seen['probs'][k] - trace['probs'][k].astype(np.float32)).max()
         assert err <= PROB_TOL, f'click {k + 1}: max |dprob| = {err:.2e}'
 
 

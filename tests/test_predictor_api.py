@@ -45,17 +45,18 @@ def test_input_brs_resets_variables_of_another_shape(r34_model):
     (T13 path); here they are reset to zeros."""
     p = fbrs_jax.make_predictor(r34_model, 'RGB-BRS', zoom_in=None)
     p.set_image(IMAGE)
-    p.plan(CLICKS[:1])                                        # the host decisions of click 1
-    assert not bool(p.plan(CLICKS).inp.reset)              # same input: warm start
-    p._last_net = (p.full_canvas, (30, 30))                  # as if the last input was 30x30
-    assert bool(p.plan(CLICKS).inp.reset)
+    _, after_first = p.plan(p.sample, CLICKS[:1])            # the host decisions of click 1
+    plan, _ = p.plan(after_first, CLICKS)
+    assert not bool(plan.inp.reset)                          # same input: warm start
+    plan, _ = p.plan(after_first._replace(last_input=(p.sample.canvas, (30, 30))), CLICKS)
+    assert bool(plan.inp.reset)                              # the last input was 30x30
 
 
 def test_limit_longest_side(r34_model):
     p = fbrs_jax.make_predictor(r34_model, 'NoBRS', zoom_in=None, max_size=32)
     p.set_image(IMAGE)
     probs = p.predict(CLICKS)
-    assert probs.shape == (40, 48) and p.limit.roi_hw == (27, 32)
+    assert probs.shape == (40, 48) and p.sample.limit.roi_hw == (27, 32)
 
 
 def test_zoom_onto_a_smaller_canvas(r34_model):
@@ -64,9 +65,9 @@ def test_zoom_onto_a_smaller_canvas(r34_model):
     p = fbrs_jax.make_predictor(r34_model, 'NoBRS', zoom_in={'target_size': 32, 'min_crop_size': 16})
     p.set_image(IMAGE)
     p.predict(CLICKS[:1])
-    p.zoom.prev_box = (12, 27, 14, 33)                   # as if click 1 had found an object
+    p.sample = p.sample._replace(zoom=p.sample.zoom._replace(prev_box=(12, 27, 14, 33)))  # click 1 found an object
     probs = p.predict(CLICKS)
-    assert p.last_net[1] == (32, 32) and p.full_canvas == (64, 64)
+    assert p.stats.net_canvas == (32, 32) and p.sample.canvas == (64, 64)
     assert probs.shape == (40, 48) and np.isfinite(probs).all()
 
 

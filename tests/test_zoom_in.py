@@ -4,7 +4,7 @@ import numpy as np
 from fbrs_jax.eval.clicker import Click
 from fbrs_jax.inference.predictor import points_nd
 from fbrs_jax.models.canvas import paste
-from fbrs_jax.inference.zoom_in import (ZoomIn, ZoomInParams, bbox_iou, clicks_inside, expand_bbox,
+from fbrs_jax.inference.zoom_in import (ZoomIn, ZoomInParams, ZoomState, bbox_iou, clicks_inside, expand_bbox,
                                         mask_box, object_roi, roi_size, transform_clicks)
 
 
@@ -31,15 +31,19 @@ def test_object_roi_and_update_rules():
 
 def test_zoom_state_machine():
     z = ZoomIn(ZoomInParams(target_size=100, min_crop_size=20))
-    assert z.decide([Click(5, 5, True)], (60, 80)) == (False, False)            # skip_clicks = 1
+    s = ZoomState()
+    assert z.decide(s, [Click(5, 5, True)], (60, 80)) == (s, False, False)          # skip_clicks = 1
     probs = np.zeros((60, 80), np.float32)
     probs[10:20, 10:30] = 0.9
-    z.remember(probs)
+    s = s._replace(prev_box=mask_box(probs > z.params.prob_thresh))
+    assert s.prev_box == (10, 19, 10, 29)
     clicks = [Click(15, 15, True), Click(40, 70, False)]
-    assert z.decide(clicks, (60, 80)) == (True, True) and z.roi == (4, 24, 6, 34)
-    assert z.decide(clicks, (60, 80)) == (True, False)                           # same ROI kept
-    z.remember(np.zeros((60, 80), np.float32))
-    assert z.decide(clicks, (60, 80)) == (False, False) and z.roi == (4, 24, 6, 34)   # stale ROI kept (T13)
+    s, zoomed, changed = z.decide(s, clicks, (60, 80))
+    assert (zoomed, changed, s.roi, s.roi_hw) == (True, True, (4, 24, 6, 34), (72, 100))
+    assert z.decide(s, clicks, (60, 80)) == (s, True, False)                         # same ROI kept
+    s = s._replace(prev_box=mask_box(np.zeros((60, 80), bool)))
+    assert s.prev_box is None
+    assert z.decide(s, clicks, (60, 80)) == (s, False, False) and s.roi == (4, 24, 6, 34)   # stale ROI kept (T13)
 
 
 def test_click_mapping_and_paste_back():

@@ -3,14 +3,20 @@ programs of ``batch`` lanes drawn from it, sharded over devices.
 
 Up to ``POOL_FACTOR * batch`` samples are in flight, each in a slot of a ``Pool`` on the
 device (image, ground truth, clicked pixels, solver variables, cached f-BRS head input). Each
-sample's host state is its ``Predictor``, whose ``plan`` turns the next click into a
-``StepSpec`` (the program: crop and paste canvases) and a ``StepInput``. At every step the
-largest group of ready samples that share a spec - across samples and click numbers, the way
-LLM servers batch requests - runs as one program (``pool_step``): it gathers their slots,
+sample's host state is a ``SampleState`` value; the ``Predictor`` (settings only) turns it and
+the next click into a ``StepSpec`` (the program: crop and paste canvases) and a ``StepInput``. At every step the
+largest group of ready samples that share a program - spec, whether the f-BRS head input is
+recomputed and whether the solve runs - across samples and click numbers, the way LLM servers
+batch requests, runs as one program (``pool_step``) of as many lanes as it can fill: ``batch``,
+or the largest of ``batch / 2**k`` lanes (a multiple of the devices) that the group fills, the
+rest waiting for the next step - so no lane computes for nothing, at the price of one compiled
+program per lane count in use (as LLM servers capture one graph per batch size). It gathers their slots,
 runs ``step.batch_step``, thresholds the probabilities, counts the IoU, boxes ZoomIn's mask
 and places the next click on the device (``observe``, the reference's clicker), scatters the
 state back, and returns ten integers and the solve statistics per lane - the only transfer to
-the host. A group smaller than ``batch`` repeats its last lane (same inputs, same outputs).
+the host. Only a group smaller than the number of devices repeats its last lane (same inputs,
+same outputs). A vmapped solve runs as many objective evaluations on every lane as its busiest
+lane needs: that lockstep is the remaining waste, counted in the executed FLOPs.
 While a program runs, the host dispatches the next one; it then takes the results of the
 first, plans those samples' next clicks, and refills finished slots from the queue.
 
@@ -34,7 +40,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ..inference import step as steps
-from ..inference.predictor import Predictor, round_up
+from ..inference.predictor import Predictor, SampleState, round_up
 from .clicker import Click, next_click
 from .flops import click_cost
 from .runinfo import CompileCounter
@@ -120,10 +126,10 @@ def pool_step(spec: steps.StepSpec, mesh, cache_shapes, variables, pool: Pool, s
 
 @dataclasses.dataclass
 class _Lane:
-    """A sample in flight: its slot, host transforms (``predictor``), clicks and record."""
+    """A sample in flight: its slot, host state, clicks and record."""
     index: int
     slot: int
-    predictor: Predictor
+    state: SampleState
     clicks: list
     record: dict
     obs: Optional[np.ndarray] = None     # the last observation (next click, IoU counts, zoom box)
@@ -132,17 +138,23 @@ class _Lane:
 
 class BatchedEvaluator:
     """Evaluate samples ``batch`` lanes at a time; ``batch`` must be a multiple of the number
-    of ``devices`` (default: all local devices)."""
+    of ``devices`` (default: all local devices; with ``batch`` 1, the first). ``pool_size``:
+    samples in flight (default ``POOL_FACTOR * batch``; 1: one sample after another, each click's
+    time its latency - the sequential evaluation)."""
 
-    def __init__(self, new_predictor: Callable[[], Predictor], batch: int, devices: Optional[Sequence] = None,
+    def __init__(self, predictor: Predictor, batch: int, devices: Optional[Sequence] = None,
                  pool_size: Optional[int] = None):
-        devices = list(devices if devices is not None else jax.local_devices())
+        devices = list(devices if devices is not None else jax.local_devices()[:batch])
         if batch % len(devices):
             raise ValueError(f'--batch {batch} is not a multiple of the {len(devices)} devices')
-        self.new_predictor = new_predictor
+        if not predictor.on_device:
+            raise ValueError(f'this evaluation needs an on-device back end; {predictor.backend.name} runs on the host')
+        self.predictor = predictor
         self.batch = batch
         self.pool_size = pool_size or POOL_FACTOR * batch
         self.mesh = Mesh(np.asarray(devices), ('batch',)) if len(devices) > 1 else None
+        self.lane_counts = [batch] + [n for n in (len(devices) * 2 ** k for k in range(batch.bit_length()))
+                                      if n < batch][::-1]
         self.replicated = NamedSharding(Mesh(np.asarray(devices), ('batch',)), PartitionSpec())
         self.variables = None
 
@@ -155,17 +167,15 @@ class BatchedEvaluator:
         compiled or loaded a program)."""
         if not samples:
             return []
-        probe = self.new_predictor()
-        if not probe.on_device:
-            raise ValueError(f'batched evaluation needs an on-device back end; {probe.backend.name} runs on the host')
+        predictor = self.predictor
         if self.variables is None:
-            self.variables = jax.device_put(probe.model.variables, self.replicated)
-        canvas = probe.canvas or round_up((max(s.image.shape[0] for s in samples),
-                                           max(s.image.shape[1] for s in samples)), probe.canvas_step or 32)
+            self.variables = jax.device_put(predictor.model.variables, self.replicated)
+        canvas = predictor.canvas or round_up((max(s.image.shape[0] for s in samples),
+                                           max(s.image.shape[1] for s in samples)), predictor.canvas_step or 32)
         thresholds = dict(pred_thr=float(pred_thr),
-                          zoom_thr=float(probe.zoom.params.prob_thresh) if probe.zoom is not None else 0.5)
-        pool = self._new_pool(probe, canvas, min(self.pool_size, max(len(samples), self.batch)))
-        cost = click_cost(probe)
+                          zoom_thr=float(predictor.zoom.params.prob_thresh) if predictor.zoom is not None else 0.5)
+        pool = self._new_pool(canvas, min(self.pool_size, max(len(samples), self.batch)))
+        cost = click_cost(predictor)
         queue = collections.deque(range(len(samples)))
         lanes: dict[int, _Lane] = {}          # slot -> lane
         records: dict[int, dict] = {}
@@ -175,42 +185,42 @@ class BatchedEvaluator:
             nonlocal pool
             i = queue.popleft()
             s = samples[i]
-            predictor = self.new_predictor()
-            predictor.load_image(s.image)
-            if predictor.full_canvas != tuple(canvas):
+            image, state = predictor.new_sample(s.image)
+            if state.canvas != tuple(canvas):
                 raise ValueError(f'sample {i} is not on the {canvas} canvas of this batch')
-            pool, obs = admit(pool, slot, predictor.canvas_image, truth_canvas(s.gt, canvas), **thresholds)
-            lanes[slot] = _Lane(i, slot, predictor, [], {
+            pool, obs = admit(pool, slot, image, truth_canvas(s.gt, canvas), **thresholds)
+            lanes[slot] = _Lane(i, slot, state, [], {
                 'ious': [], 'clicks': [], 'evals': [], 'seconds': [], 'cold': [], 'flops': [], 'host_s': []}, obs)
 
         def plan(lane: _Lane) -> None:
             row, col, positive = (int(v) for v in np.asarray(lane.obs)[:3])
             lane.clicks.append(Click(row, col, bool(positive)))
-            lane.plan = lane.predictor.plan(lane.clicks)
-            if lane.plan.out_hw != lane.predictor.full_hw:
+            lane.plan, lane.state = predictor.plan(lane.state, lane.clicks)
+            if lane.plan.out_hw != lane.state.hw:
                 raise ValueError('batched evaluation needs full-image outputs; LimitLongestSide gave '
-                                 f'{lane.plan.out_hw} for a {lane.predictor.full_hw} image')
+                                 f'{lane.plan.out_hw} for a {lane.state.hw} image')
 
         def dispatch():
-            """The largest group of planned lanes that share a spec (the oldest sample first among
-            equals) as one program call; None when no lane is planned."""
+            """The planned lanes that fill the most lanes of one program (the oldest samples first)
+            as one program call; None when no lane is planned."""
             nonlocal pool
             groups: dict = {}
             for lane in sorted(lanes.values(), key=lambda l: l.index):
                 if lane.plan is not None and (in_flight is None or lane.slot not in in_flight[1]):
-                    groups.setdefault(lane.plan.spec, []).append(lane)
+                    key = (lane.plan.spec, lane.plan.recompute, bool(lane.plan.inp.optimize))
+                    groups.setdefault(key, []).append(lane)
             if not groups:
                 return None
-            spec, group = max(groups.items(), key=lambda kv: len(kv[1]))
-            group = group[:self.batch]
-            padded = group + [group[-1]] * (self.batch - len(group))
+            (spec, _, _), group = max(groups.items(), key=lambda kv: (self.lanes_for(len(kv[1])), len(kv[1])))
+            group = group[:self.lanes_for(len(group))]
+            padded = group + [group[-1]] * (self.lane_counts[-1] - len(group))
             inp = steps.StepInput(None, *[np.stack([l.plan.inp[k] for l in padded]) for k in range(1, len(steps.StepInput._fields))])
             recompute = np.asarray(any(l.plan.recompute for l in group))
             slots = np.asarray([l.slot for l in padded], np.int32)
             counter, t0 = CompileCounter(), time.perf_counter()
-            pool, obs, stats = pool_step(spec, self.mesh, self._cache_shapes(probe, spec), self.variables, pool,
+            pool, obs, stats = pool_step(spec, self.mesh, self._cache_shapes(spec), self.variables, pool,
                                          slots, inp, recompute, **thresholds)
-            return spec, {l.slot for l in group}, group, recompute, obs, stats, counter, t0
+            return spec, {l.slot for l in group}, group, recompute, slots, obs, stats, counter, t0
 
         for slot in range(min(pool.images.shape[0], len(queue))):
             start(slot)
@@ -221,7 +231,7 @@ class BatchedEvaluator:
         while in_flight is not None:
             current = in_flight
             in_flight = dispatch()               # queued behind the current program
-            spec, _, group, recompute, obs, stats, counter, t0 = current
+            spec, _, group, recompute, slots, obs, stats, counter, t0 = current
             t_wait = time.perf_counter()
             obs, stats = jax.device_get((obs, stats))
             waited += time.perf_counter() - t_wait
@@ -229,9 +239,10 @@ class BatchedEvaluator:
             for k, lane in enumerate(group):
                 stat = steps.StepStats(*(s[k] for s in stats))
                 lane.obs = obs[k]
-                lane.predictor.finish(lane.plan, stat, tuple(int(v) for v in obs[k, 6:10]) if obs[k, 5] else None)
+                lane.state, s = predictor.finish(lane.state, lane.plan, stat,
+                                             tuple(int(v) for v in obs[k, 6:10]) if obs[k, 5] else None)
                 inter, union = int(obs[k, 3]), int(obs[k, 4])
-                r, s = lane.record, lane.predictor.stats
+                r = lane.record
                 r['ious'].append(float(np.float32(inter / union if union else 0.0)))
                 r['evals'].append(s.num_evals)
                 r['seconds'].append(seconds)
@@ -239,7 +250,7 @@ class BatchedEvaluator:
                 r['flops'].append(cost.flops(s.net_hw, s.num_evals, s.recomputed))
                 lane.plan = None
             # every lane runs as many evaluations as the busiest; the program's FLOPs are shared out
-            executed = self.batch * cost.flops(spec.net_canvas, max(l.record['evals'][-1] for l in group), recompute)
+            executed = len(slots) * cost.flops(spec.net_canvas, max(l.record['evals'][-1] for l in group), recompute)
             for lane in group:
                 lane.record['flops'][-1] = [executed / len(group), lane.record['flops'][-1]]
             done = []
@@ -267,10 +278,15 @@ class BatchedEvaluator:
                     on_record(lane.index, lane.record)
         return [records[i] for i in range(len(samples))]
 
-    def _new_pool(self, probe: Predictor, canvas, size: int) -> Pool:
+    def lanes_for(self, ready: int) -> int:
+        """The lanes of the program that runs ``ready`` lanes of a group: the most it fills."""
+        return next((n for n in self.lane_counts if n <= ready), self.lane_counts[-1])
+
+    def _new_pool(self, canvas, size: int) -> Pool:
         """Zeros for ``size`` slots; variables and cache sized for the largest network canvas."""
-        state = probe.initial_state(probe.step_spec(probe.largest_canvas(canvas)))
-        if probe.kind == 'NoBRS':
+        predictor = self.predictor
+        state = predictor.initial_state(predictor.step_spec(predictor.largest_canvas(canvas)))
+        if predictor.kind == 'NoBRS':
             state = steps.StepState(np.zeros((1,), np.float32), {})
         zeros = lambda a: np.zeros((size,) + a.shape, a.dtype)
         pool = Pool(np.zeros((size, *canvas, 3), np.float32), np.full((size, *canvas), OUTSIDE, np.int8),
@@ -279,7 +295,7 @@ class BatchedEvaluator:
         return jax.device_put(pool, self.replicated)
 
     @functools.lru_cache(maxsize=None)
-    def _cache_shapes(self, probe: Predictor, spec: steps.StepSpec):
-        state = probe.initial_state(spec)
+    def _cache_shapes(self, spec: steps.StepSpec):
+        state = self.predictor.initial_state(spec)
         return (jax.tree_util.tree_structure(state.cache),
                 tuple(leaf.shape for leaf in jax.tree_util.tree_leaves(state.cache)))

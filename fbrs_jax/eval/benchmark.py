@@ -47,7 +47,7 @@ def _peak_device_bytes() -> Optional[int]:
 
 
 def _click_details(predictor) -> dict:
-    (h, w), (ch, cw) = predictor.last_net
+    (h, w), (ch, cw) = predictor.stats.net_hw, predictor.stats.net_canvas
     return {'wall_s': predictor.last_wall_s, 'device_s': predictor.last_device_s, 'net_hw': [h, w],
             'canvas_fill': h * w / (ch * cw)}
 
@@ -62,7 +62,7 @@ def benchmark_mode(model, mode: str, sample: Sample, clicks: int, repeats: int, 
         run = lambda: evaluate_sample(new(), sample.image, sample.gt, clicks, 2.0, 0.49, per_click=_click_details)
     else:
         from .batched import BatchedEvaluator
-        evaluator = BatchedEvaluator(new, batch)
+        evaluator = BatchedEvaluator(new(), batch)
         run = lambda: evaluator.evaluate([sample] * batch, clicks, 2.0, 0.49)
     run()
     compile_pass_s = time.perf_counter() - t0

@@ -211,7 +211,7 @@ def replay_clicks(predictor, image, clicks: Sequence) -> list[dict]:
     out = []
     for k in range(len(clicks)):
         probs, seconds, evals, _ = timed_predict(predictor, clicks[:k + 1])
-        zoom = getattr(predictor, 'zoom', None)
-        out.append({'probs': probs, 'roi': zoom.roi if zoom is not None else None, 'seconds': seconds,
+        roi = predictor.sample.zoom.roi if predictor.zoom is not None else None
+        out.append({'probs': probs, 'roi': roi, 'seconds': seconds,
                     'evals': evals})
     return out

@@ -7,8 +7,11 @@ of its images and of its ZoomIn crops; ``canvas_step`` None runs every click on 
 canvas or the square ZoomIn canvas (fewest programs, most padding). The summary reports the
 programs compiled and the dense FLOPs executed against those of every click at its exact size.
 
-``batch`` > 1 runs programs of that many lanes, continuously batched from a pool of samples in
-flight (``batched.BatchedEvaluator``, sharded over the local devices); with ``distributed``
+Every on-device evaluation is one closed loop, ``batched.BatchedEvaluator``: sequentially
+(``batch`` 1) it holds one sample in flight on one device, so each click's time is its
+latency; ``batch`` > 1 runs programs of up to that many lanes, continuously batched from a pool
+of samples in flight and sharded over the local devices. The host solver (SciPy) runs the
+interactive predictor click by click (``evaluate.evaluate_sample``). With ``distributed``
 the process joins ``jax.distributed`` and evaluates every ``process_count``-th block of
 ``batch`` samples, writing its own ``<dataset>.p<k>.jsonl``;
 process 0 writes the summary once all processes are done. Results are written per sample, so
@@ -77,6 +80,7 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
     """Evaluate ``readers`` ({name: reader}); returns the summary (also written to ``out``)."""
     import jax
     from tqdm import tqdm
+    from .batched import BatchedEvaluator
 
     process, processes = (jax.process_index(), jax.process_count()) if distributed else (0, 1)
     counter = CompileCounter()
@@ -113,8 +117,8 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
         todo = [c for c in ([i for i in chunk if i not in done] for chunk in chunks) if c]
         bar = tqdm(total=sum(map(len, chunks)), initial=sum(map(len, chunks)) - sum(map(len, todo)),
                    desc=f'{name} {settings.mode}', unit='sample', disable=quiet)
-        if batch > 1:
-            from .batched import BatchedEvaluator
+        predictor = new_predictor()
+        if predictor.on_device:
             order = [i for chunk in todo for i in chunk]
             clock = [time.perf_counter(), cpu_ticks()]
 
@@ -126,10 +130,10 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
                 clock[:] = now, ticks
                 _written(shards, bar, record)
 
-            BatchedEvaluator(new_predictor, batch).evaluate(_Samples(reader, order), settings.n_clicks,
-                                                           settings.target_iou, settings.pred_thr, on_record=keep)
-        else:
-            predictor = new_predictor()
+            evaluator = BatchedEvaluator(predictor, batch, pool_size=None if batch > 1 else 1)
+            evaluator.evaluate(_Samples(reader, order), settings.n_clicks, settings.target_iou, settings.pred_thr,
+                               on_record=keep)
+        else:                    # the host solver (SciPy): the interactive predictor, click by click
             for chunk in todo:
                 t0, ticks = time.perf_counter(), cpu_ticks()
                 for i in chunk:

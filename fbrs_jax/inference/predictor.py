@@ -6,6 +6,12 @@ returns (H, W) float32 probabilities at the original resolution, as the referenc
 zoom box, which variables reset, whether to optimise) and turns a click into a
 ``StepInput``; the device runs ``step.click_step`` compiled once per ``StepSpec`` - per
 canvas size, not per image or crop shape.
+
+What the host keeps of an image between clicks is one value, ``SampleState``: ``plan(state,
+clicks)`` returns the step and the next state, ``finish(state, plan, stats, mask_box)`` the
+state after the device ran it. The interactive predictor holds the state of its image (and the
+device state of its last click); the batched evaluator holds one per sample in flight and
+shares the predictor, which then only carries settings.
 """
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from ..eval.clicker import Click
 from ..models.model import TEMPLATE_HW, Model, normalize
 from ..models.taps import tap_names
 from . import step as steps
-from .zoom_in import LimitLongestSide, ZoomIn, ZoomInParams, mask_box, transform_clicks
+from .zoom_in import LimitLongestSide, LimitState, ZoomIn, ZoomInParams, ZoomState, mask_box, transform_clicks
 
 CANVAS_STEP = 32     # canvases are the image or crop size rounded up to this (the default policy)
 CLICK_SLOTS = 20     # points (without a clicks limit) and click squares are padded to a multiple of this
@@ -40,6 +46,17 @@ class SolveStats:
     net_hw: tuple[int, int] = (0, 0)
     net_canvas: tuple[int, int] = (0, 0)
     recomputed: bool = False
+
+
+class SampleState(NamedTuple):
+    """What the host keeps of one image between its clicks: a value that ``Predictor.plan`` and
+    ``Predictor.finish`` take and return (the interactive predictor holds one, the batched
+    evaluator one per sample in flight)."""
+    hw: tuple[int, int]                       # the image's size
+    canvas: tuple[int, int]                   # the canvas it is stored on
+    zoom: ZoomState = ZoomState()
+    limit: LimitState = LimitState()
+    last_input: Optional[tuple] = None        # (network canvas, network input size) of the last click
 
 
 class Plan(NamedTuple):
@@ -129,7 +146,9 @@ class Predictor:
         self.backend = get_backend(spec.solver) if self.kind != 'NoBRS' else None
         self.on_device = self.backend is None or self.backend.on_device
         self.channels = self._check_tap() if self.kind != 'NoBRS' else 0
-        self.image = None
+        self.image = None              # the image on its canvas (NumPy) and on the device
+        self.sample: Optional[SampleState] = None
+        self._device_state = (None, None)
         self.stats = SolveStats()
 
     def _check_tap(self) -> int:
@@ -147,57 +166,52 @@ class Predictor:
     # -- public API ------------------------------------------------------------------------
     def set_image(self, image_uint8_hwc) -> None:
         """New image: resets the zoom state and the optimised variables."""
-        self.load_image(image_uint8_hwc)
-        self.image = jax.device_put(self.canvas_image[None])
+        canvas_image, self.sample = self.new_sample(image_uint8_hwc)
+        self.image = (canvas_image, jax.device_put(canvas_image[None]))
+        self.reset()
 
     def predict(self, clicks: Sequence[Click]) -> np.ndarray:
         """(H, W) float32 probabilities for the full ordered click list."""
         if self.image is None:
             raise ValueError('call set_image() before predict()')
         t_start = time.perf_counter()
-        plan = self.plan(clicks)
+        plan, sample = self.plan(self.sample, clicks)
         state = self._state(plan.spec)
         t_device = time.perf_counter()
         if self.on_device:
             # the batched program with one lane: the same numbers as a batched evaluation
             inp = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], plan.inp._replace(image=None))
-            inp = inp._replace(image=self.image)
+            inp = inp._replace(image=self.image[1])
             probs, state, stats = steps.run_batch(plan.spec, None, self.model.variables, inp, state,
                                                   np.asarray(plan.recompute), np.ones(1, bool))
             probs, stats = np.asarray(probs)[0], steps.StepStats(*(np.asarray(s)[0] for s in stats))
         else:
-            probs, state, stats = self._host_solve(plan, plan.inp._replace(image=self.canvas_image), state)
-        self._state_of = (plan.spec.net_canvas, state)
+            probs, state, stats = self._host_solve(plan, plan.inp._replace(image=self.image[0]), state)
+        self._device_state = (plan.spec.net_canvas, state)
         self.last_device_s = time.perf_counter() - t_device   # the program(s) and the result transfer
-        self.last_net = (tuple(int(v) for v in plan.inp.net_extent), plan.spec.net_canvas)
         out = np.ascontiguousarray(np.asarray(probs)[:plan.out_hw[0], :plan.out_hw[1]], np.float32)
-        self.finish(plan, stats, None if self.zoom is None else mask_box(out > self.zoom.params.prob_thresh))
+        box = None if self.zoom is None else mask_box(out > self.zoom.params.prob_thresh)
+        self.sample, self.stats = self.finish(sample, plan, stats, box)
         self.last_wall_s = time.perf_counter() - t_start
         return out
 
-    # -- host side, shared with the batched evaluator ---------------------------------------
-    def load_image(self, image_uint8_hwc) -> None:
-        """``set_image`` without the upload: ``canvas_image`` is the normalised image on its canvas."""
-        image = normalize(image_uint8_hwc)
-        self.full_hw = tuple(image.shape[:2])
-        self.full_canvas = self.canvas or round_up(self.full_hw, self.canvas_step or CANVAS_STEP)
-        if self.full_hw[0] > self.full_canvas[0] or self.full_hw[1] > self.full_canvas[1]:
-            raise ValueError(f'image {self.full_hw[0]}x{self.full_hw[1]} does not fit the '
-                             f'{self.full_canvas[0]}x{self.full_canvas[1]} canvas')
-        self.full_net_canvas = self._fit(self.full_hw, self.full_canvas)
-        self.canvas_image = np.zeros((*self.full_canvas, 3), np.float32)
-        self.canvas_image[:image.shape[0], :image.shape[1]] = image
-        self.reset()
-
     def reset(self) -> None:
         """Forget the clicks of the current image (zoom state, variables, cached input)."""
-        if self.zoom is not None:
-            self.zoom.reset()
-        if self.limit is not None:
-            self.limit.reset()
-        self._last_net = None              # (canvas, extent) of the previous click
-        self._state_of = (None, None)      # (net canvas, StepState) of the previous click
+        self.sample = SampleState(self.sample.hw, self.sample.canvas)
+        self._device_state = (None, None)      # (net canvas, StepState) of the previous click
         self.stats = SolveStats()
+
+    # -- host side, shared with the batched evaluator ---------------------------------------
+    def new_sample(self, image_uint8_hwc) -> tuple[np.ndarray, SampleState]:
+        """(the normalised image on its canvas, the state of an image without clicks)."""
+        image = normalize(image_uint8_hwc)
+        hw = tuple(image.shape[:2])
+        canvas = self.canvas or round_up(hw, self.canvas_step or CANVAS_STEP)
+        if hw[0] > canvas[0] or hw[1] > canvas[1]:
+            raise ValueError(f'image {hw[0]}x{hw[1]} does not fit the {canvas[0]}x{canvas[1]} canvas')
+        canvas_image = np.zeros((*canvas, 3), np.float32)
+        canvas_image[:hw[0], :hw[1]] = image
+        return canvas_image, SampleState(hw, canvas)
 
     def _fit(self, hw, container) -> tuple[int, int]:
         """The network canvas of an (h, w) input held by ``container``: its size bucket."""
@@ -205,10 +219,10 @@ class Predictor:
             return container
         return tuple(min(c, r) for c, r in zip(container, round_up(hw, self.canvas_step)))
 
-    def _canvas_for(self, hw) -> tuple[int, int]:
+    def _canvas_for(self, hw, full_canvas) -> tuple[int, int]:
         """The network canvas of a crop of size (h, w): its bucket within the smallest known
         canvas that holds it."""
-        known = [self.full_canvas]
+        known = [full_canvas]
         if self.zoom is not None:
             known.append((self.zoom.params.target_size,) * 2)
         if self.limit is not None:
@@ -218,45 +232,49 @@ class Predictor:
             raise ValueError(f'no canvas holds a {hw[0]}x{hw[1]} image')
         return self._fit(hw, min(fits, key=lambda c: c[0] * c[1]))
 
-    def plan(self, clicks: Sequence[Click]) -> Plan:
-        """Validate the clicks, apply the forward transforms' decisions, and build the step."""
+    def plan(self, sample: SampleState, clicks: Sequence[Click]) -> tuple[Plan, SampleState]:
+        """Validate the clicks, apply the forward transforms' decisions and build the step:
+        -> (the plan, the sample's state once the click is made)."""
         try:
             clicks = [Click(*c) for c in clicks]
         except TypeError:
             raise ValueError('clicks must be (row, col, is_positive) triples') from None
-        self._validate(clicks)
+        self._validate(clicks, sample.hw)
         crops, crop_boxes, crop_hw = [], [], []
-        hw, changed, net_clicks = self.full_hw, False, clicks
+        hw, changed, net_clicks = sample.hw, False, clicks
+        zoom, lls = sample.zoom, sample.limit
         if self.zoom is not None:
-            zoomed, changed = self.zoom.decide(clicks, self.full_hw)
+            zoom, zoomed, changed = self.zoom.decide(zoom, clicks, sample.hw)
             if zoomed:
-                hw = self.zoom.roi_hw
-                crops.append(self._canvas_for(hw))
-                crop_boxes.append(self.zoom.roi)
+                hw = zoom.roi_hw
+                crops.append(self._canvas_for(hw, sample.canvas))
+                crop_boxes.append(zoom.roi)
                 crop_hw.append(hw)
-                net_clicks = transform_clicks(self.zoom.roi, hw, clicks)
-        if self.limit is not None and self.limit.decide(hw):
-            box, hw = self.limit.roi, self.limit.roi_hw
-            crops.append(self._canvas_for(hw))
-            crop_boxes.append(box)
-            crop_hw.append(hw)
-            net_clicks, changed = transform_clicks(box, hw, net_clicks), True
-        net_canvas = crops[-1] if crops else self.full_net_canvas
+                net_clicks = transform_clicks(zoom.roi, hw, clicks)
+        if self.limit is not None:
+            lls, resized = self.limit.decide(lls, hw)
+            if resized:
+                box, hw = lls.roi, lls.roi_hw
+                crops.append(self._canvas_for(hw, sample.canvas))
+                crop_boxes.append(box)
+                crop_hw.append(hw)
+                net_clicks, changed = transform_clicks(box, hw, net_clicks), True
+        net_canvas = crops[-1] if crops else self._fit(sample.hw, sample.canvas)
         # inverse transforms: LimitLongestSide (to its previous output size, T13), then ZoomIn
         pastes, paste_boxes, paste_hw, out_hw, lls_hw = [], [], [], hw, None
         if self.limit is not None:
-            if self.limit.roi is not None:
-                box = self.limit.roi
-                out_hw = self.limit.prev_hw or (box[1] + 1, box[3] + 1)
-                pastes.append(self._canvas_for(out_hw))
+            if lls.roi is not None:
+                box = lls.roi
+                out_hw = lls.prev_hw or (box[1] + 1, box[3] + 1)
+                pastes.append(self._canvas_for(out_hw, sample.canvas))
                 paste_boxes.append(box)
                 paste_hw.append(out_hw)
             lls_hw = out_hw
-        if self.zoom is not None and self.zoom.roi is not None:
-            pastes.append(self.full_canvas)
-            paste_boxes.append(self.zoom.roi)
-            paste_hw.append(self.full_hw)
-            out_hw = self.full_hw
+        if zoom.roi is not None:
+            pastes.append(sample.canvas)
+            paste_boxes.append(zoom.roi)
+            paste_hw.append(sample.hw)
+            out_hw = sample.hw
 
         lists = [net_clicks] + ([flip_clicks(net_clicks, hw[1])] if self.with_flip else [])
         limit = self.net_clicks_limit
@@ -268,30 +286,28 @@ class Predictor:
         if self.kind != 'NoBRS':
             squares = click_squares(lists, hw, CLICK_SLOTS * -(-len(clicks) // CLICK_SLOTS))   # every click
             optimize = len(clicks) > self.spec.optimize_after_n_clicks
-            same_input = self._last_net == (net_canvas, hw)
-            reset = changed or not same_input
-            recompute = (changed or limit is None or len(clicks) <= limit
-                         or self._last_net is None or self._last_net[0] != net_canvas)
-        self._last_net = (net_canvas, hw)
+            last = sample.last_input
+            reset = changed or last != (net_canvas, hw)
+            recompute = changed or limit is None or len(clicks) <= limit or last is None or last[0] != net_canvas
         box_array = lambda b: np.asarray(b, np.int32).reshape(-1, 4)
         hw_array = lambda h: np.asarray(h, np.int32).reshape(-1, 2)
         inp = steps.StepInput(None, box_array(crop_boxes), hw_array(crop_hw), box_array(paste_boxes),
                               hw_array(paste_hw), np.asarray(hw, np.int32), points, squares,
                               np.asarray(optimize), np.asarray(reset),
                               np.asarray([self.solver.maxfun, self.solver.maxiter], np.int32))
-        return Plan(spec, inp, recompute, out_hw, lls_hw)
+        return Plan(spec, inp, recompute, out_hw, lls_hw), sample._replace(zoom=zoom, limit=lls,
+                                                                            last_input=(net_canvas, hw))
 
-    def finish(self, plan: Plan, stats, zoom_box) -> None:
-        """Keep what the transforms remember (the box of the mask ZoomIn reads next, None when
-        it is empty; LimitLongestSide's size) and the solve statistics."""
-        if self.limit is not None:
-            self.limit.prev_hw = plan.lls_hw
-        if self.zoom is not None:
-            self.zoom.prev_box = zoom_box
+    def finish(self, sample: SampleState, plan: Plan, stats, zoom_box) -> tuple[SampleState, SolveStats]:
+        """After the device ran ``plan``: the state with what the transforms remember (the box of
+        the mask ZoomIn reads next, None when it is empty; LimitLongestSide's size), and the
+        click's ``SolveStats``."""
+        sample = sample._replace(zoom=sample.zoom._replace(prev_box=zoom_box),
+                                 limit=sample.limit._replace(prev_hw=plan.lls_hw))
         optimized = bool(plan.inp.optimize)
-        self.stats = SolveStats(int(stats.num_evals) if optimized else 0, int(stats.num_iters) if optimized else 0,
-                                float(stats.loss), tuple(int(v) for v in plan.inp.net_extent), plan.spec.net_canvas,
-                                bool(plan.recompute))
+        return sample, SolveStats(int(stats.num_evals) if optimized else 0, int(stats.num_iters) if optimized else 0,
+                                  float(stats.loss), tuple(int(v) for v in plan.inp.net_extent),
+                                  plan.spec.net_canvas, bool(plan.recompute))
 
     def largest_canvas(self, full_canvas) -> tuple[int, int]:
         """The largest network canvas on a full-image canvas: it holds that canvas and the square
@@ -319,7 +335,7 @@ class Predictor:
         return steps.initial_state(spec, self.model.variables, (spec.images, 2 * slots, 2))
 
     def _state(self, spec: steps.StepSpec) -> steps.StepState:
-        canvas, state = self._state_of
+        canvas, state = self._device_state
         if state is not None and canvas == spec.net_canvas:
             return state
         fresh = self.initial_state(spec)
@@ -347,10 +363,11 @@ class Predictor:
         probs = steps.host_merge(spec, logits, inp)
         return probs, steps.StepState(x, cache), stats
 
-    def _validate(self, clicks):
+    @staticmethod
+    def _validate(clicks, hw):
         if not clicks:
             raise ValueError('predict() needs at least one click')
-        h, w = self.full_hw
+        h, w = hw
         for c in clicks:
             try:
                 row, col = float(c.row), float(c.col)

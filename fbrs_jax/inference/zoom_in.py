@@ -7,7 +7,7 @@ resize and the paste-back are align-corners resizes. Coordinates are (row, col);
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -94,59 +94,56 @@ def transform_clicks(box: Box, crop_hw: tuple[int, int], clicks: Sequence[Click]
                   crop_hw[1] * (c.col - cmin) / (cmax - cmin + 1), c.is_positive) for c in clicks]
 
 
+class ZoomState(NamedTuple):
+    """What ZoomIn remembers between clicks."""
+    prev_box: Optional[Box] = None            # box of the last click's mask (probability > prob_thresh)
+    roi: Optional[Box] = None                 # the crop box (kept while the mask is empty: T13)
+    roi_hw: Optional[tuple[int, int]] = None  # its network size
+
+
 class ZoomIn:
-    """Host-side state of the ZoomIn transform; ``predictor`` does the resizes."""
+    """The ZoomIn transform's decisions; its state is a ``ZoomState`` value, the predictor does
+    the resizes."""
 
     def __init__(self, params: ZoomInParams = ZoomInParams()):
         self.params = params
-        self.reset()
 
-    def reset(self):
-        self.prev_box: Optional[Box] = None   # box of the last click's mask (probability > prob_thresh)
-        self.roi: Optional[Box] = None
-        self.roi_hw: Optional[tuple[int, int]] = None
+    def decide(self, state: ZoomState, clicks: Sequence[Click], hw: tuple[int, int]) -> tuple[ZoomState, bool, bool]:
+        """The state for this click list on an (h, w) image, whether it is zoomed and whether
+        the network input changed.
 
-    def remember(self, probs: np.ndarray) -> None:
-        """Keep the box of the mask of a click's full-resolution probabilities."""
-        self.prev_box = mask_box(probs > self.params.prob_thresh)
-
-    def decide(self, clicks: Sequence[Click], hw: tuple[int, int]) -> tuple[bool, bool]:
-        """Update the ROI for this click list on an (h, w) image; returns (zoomed, image_changed).
-
-        ``zoomed`` is False when the full image passes through: on the first ``skip_clicks``
-        clicks, and whenever the previous mask is empty or there is none (then a stale ROI is
-        still used to paste the output back - the reference's T13 behaviour).
+        Not zoomed means the full image passes through: on the first ``skip_clicks`` clicks, and
+        whenever the previous mask is empty or there is none (then a stale ROI is still used to
+        paste the output back - the reference's T13 behaviour).
         """
         p = self.params
-        if len(clicks) <= p.skip_clicks or self.prev_box is None:
-            return False, False
-        candidate = object_roi(self.prev_box, hw, clicks, p.expansion_ratio, p.min_crop_size)
-        if (self.roi is None or not clicks_inside(self.roi, clicks)
-                or bbox_iou(candidate, self.roi) < p.recompute_thresh_iou):
-            self.roi = candidate
-            self.roi_hw = roi_size(candidate, p.target_size)
-            return True, True
-        return True, False
+        if len(clicks) <= p.skip_clicks or state.prev_box is None:
+            return state, False, False
+        candidate = object_roi(state.prev_box, hw, clicks, p.expansion_ratio, p.min_crop_size)
+        if (state.roi is None or not clicks_inside(state.roi, clicks)
+                or bbox_iou(candidate, state.roi) < p.recompute_thresh_iou):
+            return state._replace(roi=candidate, roi_hw=roi_size(candidate, p.target_size)), True, True
+        return state, True, False
+
+
+class LimitState(NamedTuple):
+    """What LimitLongestSide remembers between clicks."""
+    roi: Optional[Box] = None                 # the full-image box once an input was resized
+    roi_hw: Optional[tuple[int, int]] = None  # its network size
+    prev_hw: Optional[tuple[int, int]] = None  # shape of the last inverse output
 
 
 class LimitLongestSide:
-    """Host-side state of LimitLongestSide (SPEC 2.6): inputs longer than ``max_size`` are
-    resized whole (``image_changed`` on every such call). As in the reference, the full-image
-    box stays set after a passthrough call, so the inverse still resizes and pastes."""
+    """LimitLongestSide (SPEC 2.6): inputs longer than ``max_size`` are resized whole
+    (``image_changed`` on every such call). As in the reference, the full-image box stays set
+    after a passthrough call, so the inverse still resizes and pastes."""
 
     def __init__(self, max_size: int = 800):
         self.max_size = max_size
-        self.reset()
 
-    def reset(self):
-        self.roi: Optional[Box] = None
-        self.roi_hw: Optional[tuple[int, int]] = None
-        self.prev_hw: Optional[tuple[int, int]] = None   # shape of the last inverse output
-
-    def decide(self, hw: tuple[int, int]) -> bool:
-        """True when the input (h, w) must be resized (then ``roi``/``roi_hw`` are set)."""
+    def decide(self, state: LimitState, hw: tuple[int, int]) -> tuple[LimitState, bool]:
+        """The state for an (h, w) input and whether it must be resized."""
         if max(hw) <= self.max_size:
-            return False
-        self.roi = (0, hw[0] - 1, 0, hw[1] - 1)
-        self.roi_hw = roi_size(self.roi, self.max_size)
-        return True
+            return state, False
+        roi = (0, hw[0] - 1, 0, hw[1] - 1)
+        return state._replace(roi=roi, roi_hw=roi_size(roi, self.max_size)), True
