@@ -53,11 +53,9 @@ def click_program(model, mode: str, backend: str, image, clicks):
     for k in range(1, len(clicks)):
         predictor.predict(clicks[:k])
     plan, _ = predictor.plan(predictor.sample, clicks)
-    state = predictor._state(plan.spec)
-    inp = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], plan.inp._replace(image=None))
-    inp = inp._replace(image=predictor.image[1])
-    lowered = steps.run_batch.lower(plan.spec, None, model.variables, inp, state, np.asarray(plan.recompute),
-                                    np.ones(1, bool))
+    args = predictor.program_args(plan)
+    state = args[4]
+    lowered = steps.run_batch.lower(*args)
     t0 = time.perf_counter()
     compiled = lowered.compile()
     out = {'convolutions': convolutions(compiled), 'compile_s': time.perf_counter() - t0}

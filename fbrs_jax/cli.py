@@ -80,7 +80,7 @@ def _cmd_evaluate(args) -> int:
         import jax
         jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     enable_compilation_cache()
-    model = load_model(checkpoint)
+    model = load_model(checkpoint, precision=args.precision)
     out = pathlib.Path(args.out or f'runs/evaluate/{model.arch.name}_{"_".join(modes)}')
     results = {}
     for mode in modes:
@@ -115,7 +115,7 @@ def _cmd_ablate(args) -> int:
         cfg.max_samples = args.max_samples
     checkpoint = _checkpoint(args.checkpoint, cfg.checkpoint)
     enable_compilation_cache()
-    model = load_model(checkpoint)
+    model = load_model(checkpoint, precision=args.precision)
     default = f'runs/ablation/{pathlib.Path(args.config).stem}_{model.arch.name}' + (
         f'_n{cfg.max_samples}' if args.max_samples is not None else '')
     out = pathlib.Path(args.out or default)
@@ -193,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--debug', action='store_true', help='show tracebacks of errors')
     common = argparse.ArgumentParser(add_help=False)     # --debug also after the command
     common.add_argument('--debug', action='store_true', default=argparse.SUPPRESS, help='show tracebacks of errors')
+    from .models.model import PRECISIONS
+    precision = argparse.ArgumentParser(add_help=False)
+    precision.add_argument('--precision', default='highest', choices=PRECISIONS,
+                           help="convolution precision: 'highest' float32 (reference parity), 'default' the "
+                                "device's fast mode (TF32 on NVIDIA Ampere and later, bfloat16 passes on TPU), "
+                                "'high' in between; recorded in the results")
     sub = p.add_subparsers(dest='command', required=True)
     c = sub.add_parser('convert', parents=[common],
                        help='convert an official .pth checkpoint to a converted directory')
@@ -203,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .brs.spec import SOLVERS
     from .inference.factory import MODES
     from .inference.predictor import CANVAS_STEP
-    e = sub.add_parser('evaluate', parents=[common], help='NoC evaluation on datasets in the reference layout')
+    e = sub.add_parser('evaluate', parents=[common, precision], help='NoC evaluation on datasets in the reference layout')
     e.add_argument('--checkpoint', default=None,
                    help='official .pth or converted directory (default: the shipped checkpoints/ model)')
     e.add_argument('--mode', default='NoBRS,f-BRS-B', help=f'comma-separated modes ({", ".join(MODES)})')
@@ -239,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--quiet', action='store_true', help='no progress bar')
     e.set_defaults(func=_cmd_evaluate)
 
-    a = sub.add_parser('ablate', parents=[common],
+    a = sub.add_parser('ablate', parents=[common, precision],
                        help='evaluate a grid of refinement specs (resumable) -> table, CSV, Pareto plot')
     a.add_argument('--config', required=True, help='Python file with get_config() (see experiments/ablation_*.py)')
     a.add_argument('--checkpoint', default=None, help="default: the config's, else the shipped model")
@@ -258,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument('--stop-step', type=int, default=None, help='stop (checkpointed) after this global step')
     t.set_defaults(func=_cmd_train)
 
-    b = sub.add_parser('benchmark', parents=[common],
+    b = sub.add_parser('benchmark', parents=[common, precision],
                        help='per-click latency of modes on a fixed synthetic scene (warm)')
     b.add_argument('--checkpoint', required=True, help='official .pth or converted directory')
     b.add_argument('--modes', default='NoBRS,f-BRS-B', help='comma-separated modes')
@@ -266,8 +272,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument('--clicks', type=int, default=20)
     b.add_argument('--repeats', type=int, default=3, help='timed passes after the compile pass')
     b.add_argument('--batch', type=int, default=1, help='copies of the scene evaluated at once (batched program)')
-    b.add_argument('--precision', default='highest', choices=('highest', 'high', 'default'),
-                   help="matmul/conv precision ('default' = TF32 on recent NVIDIA GPUs)")
     b.add_argument('--backend', default='jaxopt', choices=SOLVERS)
     b.add_argument('--zoom-target', type=int, default=400)
     b.add_argument('--no-zoom-in', action='store_true')

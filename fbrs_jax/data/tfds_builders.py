@@ -17,7 +17,12 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import tensorflow_datasets as tfds
+
+try:
+    import tensorflow_datasets as tfds
+except ImportError:
+    raise ImportError("the TFDS builders need tensorflow-datasets and array-record: "
+                      "pip install 'fbrs-jax[tfds]'") from None
 
 from . import synthetic
 from .readers import FOLDERLESS, READERS, DatasetError, SBDScenes, Scene

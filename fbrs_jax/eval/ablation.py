@@ -20,6 +20,7 @@ import jax
 from ..brs.spec import RefinementSpec
 from ..configs import load_python_config
 from .evaluate import EvalSettings, write_atomic
+from .runinfo import pyplot
 from .runner import run_evaluation
 
 Cells = Union[dict, Callable[[Sequence[str]], dict]]
@@ -115,9 +116,9 @@ LABEL_ALL = 24
 def plot_pareto(path: pathlib.Path, rows: Sequence[dict]) -> None:
     """NoC@90 against ms per click, one marker per (cell, dataset), the front joined; with more
     than ``LABEL_ALL`` cells per dataset only the front is labelled (the table names the rest)."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot()
+    if plt is None:
+        return
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for dataset in dict.fromkeys(r['dataset'] for r in rows):
         sub = [r for r in rows if r['dataset'] == dataset]
@@ -162,7 +163,7 @@ def run_ablation(cfg: AblationConfig, model, checkpoint: str, readers: dict, out
         settings = EvalSettings(mode=name, n_clicks=cfg.n_clicks, target_iou=cfg.target_iou, pred_thr=cfg.pred_thr,
                                 max_samples=cfg.max_samples, zoom_target=cfg.zoom_target, refinement=spec)
         cell_out = out / 'cells' / folder
-        summary = _finished(cell_out, checkpoint, model.source.get('sha256'), settings, list(readers))
+        summary = _finished(cell_out, checkpoint, model, settings, list(readers))
         if summary is None:
             log(f'[{k + 1}/{len(cells)}] {name}')
             if previous is not None and not shares_programs(previous, spec):
@@ -188,12 +189,13 @@ def shares_programs(a: RefinementSpec, b: RefinementSpec) -> bool:
     return dataclasses.replace(a, maxfun=b.maxfun) == b
 
 
-def _finished(cell_out: pathlib.Path, checkpoint: str, sha256, settings: EvalSettings, datasets) -> Optional[dict]:
+def _finished(cell_out: pathlib.Path, checkpoint: str, model, settings: EvalSettings, datasets) -> Optional[dict]:
     path = cell_out / 'summary.json'
     if not path.exists():
         return None
     summary = json.loads(path.read_text())
     same = (summary.get('settings') == json.loads(json.dumps(dataclasses.asdict(settings)))
-            and summary.get('checkpoint') == checkpoint and summary.get('checkpoint_sha256') == sha256
+            and summary.get('checkpoint') == checkpoint and summary.get('checkpoint_sha256') == model.source.get('sha256')
+            and summary.get('precision', 'highest') == str(model.module.precision)
             and list(summary.get('datasets', {})) == datasets)
     return summary if same else None

@@ -29,6 +29,7 @@ samples (see ``runner``).
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import functools
 import time
@@ -46,6 +47,7 @@ from .flops import click_cost
 from .runinfo import CompileCounter
 
 POOL_FACTOR = 4     # samples in flight per program lane: more samples, fuller groups
+LOADERS = 2         # threads reading, normalising and uploading the next samples
 OUTSIDE = -2        # ``truth_canvas``: a pixel of the canvas outside the image
 
 
@@ -162,35 +164,52 @@ class BatchedEvaluator:
                  on_record: Optional[Callable[[int, dict], None]] = None) -> list[dict]:
         """Records as ``evaluate.evaluate_sample`` returns them, in sample order; ``on_record(i,
         record)`` is called as each sample finishes. Per click: ``seconds``, the wall time from
-        dispatching its program to having its results; ``host_s``, the host's time in that
-        step outside waiting for the device, over the step's lanes (None where the step
-        compiled or loaded a program)."""
+        dispatching its program to having its results; ``host_s``, the CPU time of the thread
+        that drives the device in that step, over the step's lanes (None where a program was
+        compiled or loaded meanwhile). Samples are read, normalised and uploaded ahead by
+        ``LOADERS`` threads, off that thread; a new sample's first click is planned once its
+        admission has run, without waiting for the programs queued before it."""
         if not samples:
             return []
         predictor = self.predictor
         if self.variables is None:
             self.variables = jax.device_put(predictor.model.variables, self.replicated)
         canvas = predictor.canvas or round_up((max(s.image.shape[0] for s in samples),
-                                           max(s.image.shape[1] for s in samples)), predictor.canvas_step or 32)
+                                               max(s.image.shape[1] for s in samples)), predictor.canvas_step or 32)
         thresholds = dict(pred_thr=float(pred_thr),
                           zoom_thr=float(predictor.zoom.params.prob_thresh) if predictor.zoom is not None else 0.5)
         pool = self._new_pool(canvas, min(self.pool_size, max(len(samples), self.batch)))
         cost = click_cost(predictor)
-        queue = collections.deque(range(len(samples)))
         lanes: dict[int, _Lane] = {}          # slot -> lane
+        admitted: list[_Lane] = []            # lanes whose first observation is still on the device
         records: dict[int, dict] = {}
         in_flight = None
 
-        def start(slot: int) -> None:
-            nonlocal pool
-            i = queue.popleft()
+        def load(i: int):
             s = samples[i]
             image, state = predictor.new_sample(s.image)
             if state.canvas != tuple(canvas):
                 raise ValueError(f'sample {i} is not on the {canvas} canvas of this batch')
-            pool, obs = admit(pool, slot, image, truth_canvas(s.gt, canvas), **thresholds)
+            image, truth = jax.device_put((image, truth_canvas(s.gt, canvas)), self.replicated)   # uploaded here too
+            return image, state, truth
+
+        loader = concurrent.futures.ThreadPoolExecutor(LOADERS)
+        order, queue = collections.deque(range(len(samples))), collections.deque()   # queue: (i, loading)
+
+        def refill() -> None:
+            while order and len(queue) < max(LOADERS, self.batch):
+                i = order.popleft()
+                queue.append((i, loader.submit(load, i)))
+
+        def start(slot: int) -> None:
+            nonlocal pool
+            i, future = queue.popleft()
+            refill()
+            image, state, truth = future.result()
+            pool, obs = admit(pool, slot, image, truth, **thresholds)
             lanes[slot] = _Lane(i, slot, state, [], {
                 'ious': [], 'clicks': [], 'evals': [], 'seconds': [], 'cold': [], 'flops': [], 'host_s': []}, obs)
+            admitted.append(lanes[slot])
 
         def plan(lane: _Lane) -> None:
             row, col, positive = (int(v) for v in np.asarray(lane.obs)[:3])
@@ -199,6 +218,13 @@ class BatchedEvaluator:
             if lane.plan.out_hw != lane.state.hw:
                 raise ValueError('batched evaluation needs full-image outputs; LimitLongestSide gave '
                                  f'{lane.plan.out_hw} for a {lane.state.hw} image')
+
+        def plan_admitted(block: bool) -> None:
+            """Plan the admitted lanes whose first observation is ready (all of them: ``block``)."""
+            for lane in list(admitted):
+                if block or lane.obs.is_ready():
+                    plan(lane)
+                    admitted.remove(lane)
 
         def dispatch():
             """The planned lanes that fill the most lanes of one program (the oldest samples first)
@@ -214,7 +240,8 @@ class BatchedEvaluator:
             (spec, _, _), group = max(groups.items(), key=lambda kv: (self.lanes_for(len(kv[1])), len(kv[1])))
             group = group[:self.lanes_for(len(group))]
             padded = group + [group[-1]] * (self.lane_counts[-1] - len(group))
-            inp = steps.StepInput(None, *[np.stack([l.plan.inp[k] for l in padded]) for k in range(1, len(steps.StepInput._fields))])
+            inp = steps.StepInput(None, *[np.stack([l.plan.inp[k] for l in padded])
+                                          for k in range(1, len(steps.StepInput._fields))])
             recompute = np.asarray(any(l.plan.recompute for l in group))
             slots = np.asarray([l.slot for l in padded], np.int32)
             counter, t0 = CompileCounter(), time.perf_counter()
@@ -222,60 +249,67 @@ class BatchedEvaluator:
                                          slots, inp, recompute, **thresholds)
             return spec, {l.slot for l in group}, group, recompute, slots, obs, stats, counter, t0
 
-        for slot in range(min(pool.images.shape[0], len(queue))):
-            start(slot)
-        for lane in lanes.values():
-            plan(lane)
-        t_host, waited = time.perf_counter(), 0.0
-        in_flight = dispatch()
-        while in_flight is not None:
-            current = in_flight
-            in_flight = dispatch()               # queued behind the current program
-            spec, _, group, recompute, slots, obs, stats, counter, t0 = current
-            t_wait = time.perf_counter()
-            obs, stats = jax.device_get((obs, stats))
-            waited += time.perf_counter() - t_wait
-            seconds, cold = time.perf_counter() - t0, int(counter.loaded_any())
-            for k, lane in enumerate(group):
-                stat = steps.StepStats(*(s[k] for s in stats))
-                lane.obs = obs[k]
-                lane.state, s = predictor.finish(lane.state, lane.plan, stat,
-                                             tuple(int(v) for v in obs[k, 6:10]) if obs[k, 5] else None)
-                inter, union = int(obs[k, 3]), int(obs[k, 4])
-                r = lane.record
-                r['ious'].append(float(np.float32(inter / union if union else 0.0)))
-                r['evals'].append(s.num_evals)
-                r['seconds'].append(seconds)
-                r['cold'].append(cold)
-                r['flops'].append(cost.flops(s.net_hw, s.num_evals, s.recomputed))
-                lane.plan = None
-            # every lane runs as many evaluations as the busiest; the program's FLOPs are shared out
-            executed = len(slots) * cost.flops(spec.net_canvas, max(l.record['evals'][-1] for l in group), recompute)
-            for lane in group:
-                lane.record['flops'][-1] = [executed / len(group), lane.record['flops'][-1]]
-            done = []
-            for lane in group:
-                r = lane.record
-                if len(r['ious']) < n_clicks and np.float32(r['ious'][-1]) < np.float32(target_iou):
-                    plan(lane)
-                    continue
-                done.append(lane)
-                del lanes[lane.slot]
-                if queue:
-                    start(lane.slot)
-                    plan(lanes[lane.slot])
-            if in_flight is None:
-                in_flight = dispatch()
-            now = time.perf_counter()
-            host = (now - t_host - waited) / len(group)
-            for lane in group:
-                lane.record['host_s'].append(None if cold or counter.loaded_any() else host)
-            t_host, waited = now, 0.0
-            for lane in done:
-                lane.record['clicks'] = [[int(c.row), int(c.col), int(c.is_positive)] for c in lane.clicks]
-                records[lane.index] = lane.record
-                if on_record is not None:
-                    on_record(lane.index, lane.record)
+        try:
+            refill()
+            for slot in range(min(pool.images.shape[0], len(samples))):
+                start(slot)
+            plan_admitted(block=True)
+            t_host, window = time.thread_time(), CompileCounter()
+            in_flight = dispatch()
+            while in_flight is not None:
+                current = in_flight
+                plan_admitted(block=False)
+                in_flight = dispatch()               # queued behind the current program
+                spec, _, group, recompute, slots, obs, stats, counter, t0 = current
+                obs, stats = jax.device_get((obs, stats))
+                seconds, cold = time.perf_counter() - t0, int(counter.loaded_any())
+                for k, lane in enumerate(group):
+                    stat = steps.StepStats(*(s[k] for s in stats))
+                    lane.obs = obs[k]
+                    lane.state, s = predictor.finish(lane.state, lane.plan, stat,
+                                                     tuple(int(v) for v in obs[k, 6:10]) if obs[k, 5] else None)
+                    inter, union = int(obs[k, 3]), int(obs[k, 4])
+                    r = lane.record
+                    r['ious'].append(float(np.float32(inter / union if union else 0.0)))
+                    r['evals'].append(s.num_evals)
+                    r['seconds'].append(seconds)
+                    r['cold'].append(cold)
+                    r['flops'].append(cost.flops(s.net_hw, s.num_evals, s.recomputed))
+                    lane.plan = None
+                # every lane runs as many evaluations as the busiest; the program's FLOPs are shared out
+                executed = len(slots) * cost.flops(spec.net_canvas, max(l.record['evals'][-1] for l in group), recompute)
+                for lane in group:
+                    lane.record['flops'][-1] = [executed / len(group), lane.record['flops'][-1]]
+                done = []
+                for lane in group:
+                    r = lane.record
+                    if len(r['ious']) < n_clicks and np.float32(r['ious'][-1]) < np.float32(target_iou):
+                        plan(lane)
+                        continue
+                    done.append(lane)
+                    del lanes[lane.slot]
+                    if queue:
+                        start(lane.slot)
+                plan_admitted(block=False)
+                if in_flight is None:
+                    in_flight = dispatch()
+                    if in_flight is None and admitted:       # nothing else to run: wait for them
+                        plan_admitted(block=True)
+                        in_flight = dispatch()
+                now = time.thread_time()
+                host = (now - t_host) / len(group)
+                for lane in group:
+                    lane.record['host_s'].append(None if cold or window.loaded_any() else host)
+                t_host, window = now, CompileCounter()
+                for lane in done:
+                    lane.record['clicks'] = [[int(c.row), int(c.col), int(c.is_positive)] for c in lane.clicks]
+                    records[lane.index] = lane.record
+                    if on_record is not None:
+                        on_record(lane.index, lane.record)
+        finally:
+            for _, future in queue:
+                future.cancel()
+            loader.shutdown(wait=True)
         return [records[i] for i in range(len(samples))]
 
     def lanes_for(self, ready: int) -> int:

@@ -6,8 +6,11 @@ makes exactly ``clicks`` clicks. A first pass compiles (its compilations and sec
 reported apart); ``repeats`` warm passes are timed: end-to-end wall time of ``predict`` and
 the device part (the compiled step and the result transfer), median and p90 over all clicks,
 objective evaluations per click, the network input sizes and how much of their canvas they
-fill, peak device memory (where the backend reports it) and the process's peak resident memory. With ``batch`` > 1 the batched evaluator runs ``batch``
-copies of the scene at once and the time per batched step is reported.
+fill, the largest device footprint of the mode's click programs (``program_bytes``: XLA's
+memory analysis, per mode), the process's peak device memory so far (where the backend reports
+it; it includes the modes run before) and its peak resident memory. With ``batch`` > 1 the
+batched evaluator runs ``batch`` copies of the scene at once and the time per batched step is
+reported.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import numpy as np
 import jax
 
 from ..data.readers import Sample
+from ..inference import step as steps
 from ..inference.factory import make_predictor
 from .evaluate import evaluate_sample
 from .runinfo import CompileCounter, cpu_ticks, environment, steal_fraction
@@ -50,6 +54,25 @@ def _click_details(predictor) -> dict:
     (h, w), (ch, cw) = predictor.stats.net_hw, predictor.stats.net_canvas
     return {'wall_s': predictor.last_wall_s, 'device_s': predictor.last_device_s, 'net_hw': [h, w],
             'canvas_fill': h * w / (ch * cw)}
+
+
+def program_bytes(predictor, sample: Sample, clicks) -> Optional[int]:
+    """The largest arguments + outputs + temporaries - aliased bytes of the compiled click programs
+    that ``clicks`` run on ``sample`` (None where the backend gives no memory analysis)."""
+    if not predictor.on_device:
+        return None
+    predictor.set_image(sample.image)
+    seen, most = set(), None
+    for k in range(len(clicks)):
+        plan, _ = predictor.plan(predictor.sample, clicks[:k + 1])
+        if plan.spec not in seen:
+            seen.add(plan.spec)
+            m = steps.run_batch.lower(*predictor.program_args(plan)).compile().memory_analysis()
+            if m is not None:
+                size = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+                most = max(most or 0, int(size))
+        predictor.predict(clicks[:k + 1])
+    return most
 
 
 def benchmark_mode(model, mode: str, sample: Sample, clicks: int, repeats: int, batch: int = 1,
@@ -84,7 +107,8 @@ def benchmark_mode(model, mode: str, sample: Sample, clicks: int, repeats: int, 
                    evals_per_optimised_click=float(np.mean(optimised)) if optimised else 0.0,
                    evals=passes[0]['evals'], ious=[round(v, 4) for v in passes[0]['ious']],
                    net_hw=passes[0]['net_hw'], canvas_fill=float(np.mean(every('canvas_fill'))),
-                   wall_s_per_click=every('wall_s'))
+                   wall_s_per_click=every('wall_s'),
+                   program_bytes=program_bytes(new(), sample, passes[0]['clicks']))
     else:
         steps = [s for p in passes for s in p[0]['seconds']]
         out.update(step_s=_percentiles(steps), sample_click_s=_percentiles(np.asarray(steps) / batch),
@@ -121,13 +145,14 @@ def markdown_table(result: dict) -> str:
              f"flip {s['with_flip']}, zoom-in {s['zoom_in_target']}", '']
     if s['batch'] == 1:
         lines += ['| mode | compile s (programs) | wall ms median | wall ms p90 | device ms median | device ms p90 '
-                  '| evals / optimised click | peak device MB | peak host MB |',
-                  '|---|---|---|---|---|---|---|---|---|']
+                  '| evals / optimised click | program MB | peak device MB (process) | peak host MB |',
+                  '|---|---|---|---|---|---|---|---|---|---|']
         for m, r in result['modes'].items():
             mem = '-' if r['peak_device_bytes'] is None else f"{r['peak_device_bytes'] / 2**20:.0f}"
+            program = '-' if r.get('program_bytes') is None else f"{r['program_bytes'] / 2**20:.0f}"
             lines.append(f"| {m} | {r['compile_s']:.1f} ({r['compilations']}) | {1e3 * r['wall_s']['median']:.1f} "
                          f"| {1e3 * r['wall_s']['p90']:.1f} | {1e3 * r['device_s']['median']:.1f} "
-                         f"| {1e3 * r['device_s']['p90']:.1f} | {r['evals_per_optimised_click']:.1f} | {mem} "
+                         f"| {1e3 * r['device_s']['p90']:.1f} | {r['evals_per_optimised_click']:.1f} | {program} | {mem} "
                          f"| {r['peak_host_rss_mb']:.0f} |")
     else:
         lines += ['| mode | compile s (programs) | step ms median | step ms p90 | ms per sample-click | peak device MB |',

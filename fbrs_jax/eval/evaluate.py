@@ -20,7 +20,7 @@ from ..brs.spec import RefinementSpec, preset
 from ..inference.predictor import CANVAS_STEP
 from .clicker import Clicker
 from .metrics import iou, mean_iou_curve, summarize
-from .runinfo import CompileCounter
+from .runinfo import CompileCounter, pyplot
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,17 +182,17 @@ def format_table(results: dict) -> str:
 
 def plot_curves(path: pathlib.Path, results: dict) -> None:
     """Mean IoU after each click, one line per (mode, dataset) of ``{mode: {dataset: summary}}`` (PNG)."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
+    plt = pyplot()
+    if plt is None:
+        return
+    from matplotlib.ticker import MaxNLocator
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for mode, summaries in results.items():
         for name, s in summaries.items():
             curve = s['mean_iou_curve']
             label = name if len(results) == 1 else f'{mode} {name}'
             ax.plot(np.arange(1, len(curve) + 1), curve, marker='o', markersize=3, label=label)
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel('number of clicks')
     ax.set_ylabel('mean IoU')
     ax.set_title(f'{", ".join(results)}: IoU vs clicks')

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 import platform
+import sys
 import threading
 from importlib import metadata
 
@@ -22,6 +23,19 @@ def enable_compilation_cache() -> None:
     path = os.environ.get('FBRS_JAX_CACHE') or str(pathlib.Path.home() / '.cache' / 'fbrs_jax' / 'xla')
     jax.config.update('jax_compilation_cache_dir', path)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+
+
+def pyplot():
+    """matplotlib's pyplot (Agg), or None with a one-line note when matplotlib is not installed
+    (plots are optional: a machine image may lack it)."""
+    try:
+        import matplotlib
+    except ImportError:
+        print('matplotlib is not installed: no plot written', file=sys.stderr)
+        return None
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
 
 
 def environment() -> dict:

@@ -85,11 +85,12 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
     process, processes = (jax.process_index(), jax.process_count()) if distributed else (0, 1)
     counter = CompileCounter()
     run = {'checkpoint': checkpoint, 'checkpoint_sha256': model.source.get('sha256'),
-           'arch': model.arch.name, 'settings': dataclasses.asdict(settings)}
+           'arch': model.arch.name, 'precision': str(model.module.precision), 'settings': dataclasses.asdict(settings)}
     out.mkdir(parents=True, exist_ok=True)
     run_file = out / 'run.json'
     if run_file.exists():
         previous = json.loads(run_file.read_text())
+        previous.setdefault('precision', 'highest')      # runs before the option existed
         if {k: previous.get(k) for k in run} != run:
             raise ValueError(f'{out} holds results of a different run (see {run_file}); choose another --out')
     if process == 0:

@@ -176,17 +176,13 @@ class Predictor:
             raise ValueError('call set_image() before predict()')
         t_start = time.perf_counter()
         plan, sample = self.plan(self.sample, clicks)
-        state = self._state(plan.spec)
         t_device = time.perf_counter()
         if self.on_device:
-            # the batched program with one lane: the same numbers as a batched evaluation
-            inp = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], plan.inp._replace(image=None))
-            inp = inp._replace(image=self.image[1])
-            probs, state, stats = steps.run_batch(plan.spec, None, self.model.variables, inp, state,
-                                                  np.asarray(plan.recompute), np.ones(1, bool))
+            probs, state, stats = steps.run_batch(*self.program_args(plan))
             probs, stats = np.asarray(probs)[0], steps.StepStats(*(np.asarray(s)[0] for s in stats))
         else:
-            probs, state, stats = self._host_solve(plan, plan.inp._replace(image=self.image[0]), state)
+            probs, state, stats = self._host_solve(plan, plan.inp._replace(image=self.image[0]),
+                                                   self._state(plan.spec))
         self._device_state = (plan.spec.net_canvas, state)
         self.last_device_s = time.perf_counter() - t_device   # the program(s) and the result transfer
         out = np.ascontiguousarray(np.asarray(probs)[:plan.out_hw[0], :plan.out_hw[1]], np.float32)
@@ -194,6 +190,13 @@ class Predictor:
         self.sample, self.stats = self.finish(sample, plan, stats, box)
         self.last_wall_s = time.perf_counter() - t_start
         return out
+
+    def program_args(self, plan: Plan) -> tuple:
+        """The arguments of ``steps.run_batch`` for ``plan`` on the current image: the batched
+        program with one lane (the same numbers as a batched evaluation)."""
+        inp = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], plan.inp._replace(image=None))
+        return (plan.spec, None, self.model.variables, inp._replace(image=self.image[1]), self._state(plan.spec),
+                np.asarray(plan.recompute), np.ones(1, bool))
 
     def reset(self) -> None:
         """Forget the clicks of the current image (zoom state, variables, cached input)."""

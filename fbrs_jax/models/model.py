@@ -29,8 +29,11 @@ def normalize(image_uint8_hwc) -> np.ndarray:
     return (x - IMAGENET_MEAN) / IMAGENET_STD
 
 
+PRECISIONS = ('highest', 'high', 'default')   # jax.lax.Precision names of the convolutions
+
+
 def build_module(arch: Arch, precision: Any = 'highest') -> ISModel:
-    """The Flax module of an architecture."""
+    """The Flax module of an architecture, its convolutions at ``precision`` (``PRECISIONS``)."""
     if arch.family == 'deeplab':
         return DeepLabModel(arch, precision)
     from .hrnet import HRNetModel
