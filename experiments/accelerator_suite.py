@@ -15,7 +15,7 @@ measured.
    click (wall and device, median / p90), compile seconds, evaluations per click, and per mode
    the largest device footprint of its click programs (XLA's memory analysis: arguments,
    outputs and temporaries); each item also reports its process's peak device memory.
-2. ``throughput``: batched f-BRS-B on the first ``--samples`` of GrabCut and Berkeley
+2. ``throughput``: batched f-BRS-B on the first ``--samples`` (12) of GrabCut and Berkeley
    (``--batch`` lanes, precision 'highest'): lane-clicks per second, host seconds per
    lane-click, programs, executed / exact FLOPs, NoC beside the baseline run's.
 3. ``reference``: the official PyTorch code on the same device, weights and scene
@@ -322,7 +322,7 @@ def main(argv=None) -> int:
     p.add_argument('--deadline', type=float, default=540.0, help='seconds for the whole suite')
     p.add_argument('--items', default=','.join(ITEMS))
     p.add_argument('--batch', type=int, default=None, help='lanes of the throughput item (default: 32, 8 on CPU)')
-    p.add_argument('--samples', type=int, default=20, help='samples of each dataset in the throughput item')
+    p.add_argument('--samples', type=int, default=12, help='samples of each dataset in the throughput item (the bundle holds 12)')
     p.add_argument('--ref-home', default=None, help='REF_HOME of ../shared/reference/live/setup.sh')
     p.add_argument('--ref-source', default=None, help='the official source tree (holding isegm/)')
     p.add_argument('--official-dir', default=None, help='folder of the official .pth checkpoints (paper table)')

@@ -15,8 +15,9 @@ What it writes:
   otherwise). ``--lean`` leaves out the package and the shipped model, for a machine that
   receives the repository too (``PYTHONPATH=REPO:bundle/site``).
 - ``weights/``: ``--checkpoint`` (default ``../shared``'s r34) as given, or with ``--float16``
-  a converted directory of its parameters rounded to float16 (batch-norm statistics kept;
-  read back as float32; the rounding is recorded in the model's source and in the manifest).
+  a converted directory of its parameters rounded to float16 and stored byte-shuffled and
+  compressed (``save_converted(..., half=True)``; batch-norm statistics kept; read back as
+  float32; the rounding is recorded in the model's source and in the manifest).
 - ``data/``: the first ``--samples`` of GrabCut and Berkeley in the reference layout.
 - the suite and the scripts it runs (``accelerator_suite.py``, ``reference_on_device.py``,
   ``paper_table.py``, the shipped model's training config) and the committed CPU baseline.
@@ -29,7 +30,6 @@ Measured sizes are in ``experiments/results/README.md``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import shutil
@@ -84,14 +84,11 @@ def add_weights(checkpoint: pathlib.Path, dst: pathlib.Path, float16: bool) -> d
     import fbrs_jax
     from fbrs_jax.convert.loading import save_converted
     model = fbrs_jax.load_model(checkpoint)
-    half = lambda a: np.asarray(a).astype(np.float16) if np.asarray(a).dtype == np.float32 else np.asarray(a)
-    # the parameters rounded; the batch-norm statistics (few values, some large) kept in float32
-    rounded = dict(model.variables, params=jax.tree_util.tree_map(half, model.variables['params']))
-    error = max(float(np.max(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32))))
-                for a, b in zip(jax.tree_util.tree_leaves(rounded), jax.tree_util.tree_leaves(model.variables)))
     name = checkpoint.stem + '_float16'
-    source = dict(model.source, rounded='float16')
-    save_converted(dataclasses.replace(model, variables=rounded, source=source), str(dst / name))
+    save_converted(model, str(dst / name), half=True)
+    rounded = fbrs_jax.load_model(dst / name)
+    error = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                for a, b in zip(jax.tree_util.tree_leaves(rounded.variables), jax.tree_util.tree_leaves(model.variables)))
     return {'file': name, 'float16': True, 'source_sha256': model.source.get('sha256'), 'max_abs_rounding': error}
 
 
@@ -119,7 +116,7 @@ def main(argv=None) -> int:
                    default=REPO.parent / 'shared' / 'reference' / 'weights' / 'resnet34_dh128_synth.pth')
     p.add_argument('--float16', action='store_true', help='the weights rounded to float16 (about half the size)')
     p.add_argument('--data-root', type=pathlib.Path, default=REPO.parent / 'shared' / 'data')
-    p.add_argument('--samples', type=int, default=20, help='samples of GrabCut and of Berkeley')
+    p.add_argument('--samples', type=int, default=12, help='samples of GrabCut and of Berkeley')
     p.add_argument('--wheels', default='jaxopt,tqdm', help='distributions to carry as unpacked wheels')
     p.add_argument('--pip-args', default='', help="more pip download arguments, e.g. '--platform "
                    "manylinux2014_x86_64 --python-version 3.12' for a binary wheel of another machine")

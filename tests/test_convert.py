@@ -188,3 +188,25 @@ def test_converted_directory_reloads_bit_identical(tmp_path, r34_model):
         load_model(tmp_path / 'conv')
     with pytest.raises(CheckpointError, match='not a converted model directory'):
         load_model(tmp_path)
+
+
+def test_half_converted_directory_round_trip(tmp_path):
+    """``save_converted(half=True)``: the parameters read back as their float16 rounding, the
+    batch-norm statistics unchanged, the rounding recorded; a damaged file is a CheckpointError."""
+    import jax
+    from fbrs_jax.convert.loading import HALF_FILE, SHIPPED_CHECKPOINT, save_converted
+    model = load_model(SHIPPED_CHECKPOINT)
+    save_converted(model, tmp_path / 'half', half=True)
+    half = load_model(tmp_path / 'half')
+    assert half.source['rounded'] == 'float16'
+    for part in ('params', 'batch_stats'):
+        for a, b in zip(jax.tree_util.tree_leaves(model.variables[part]), jax.tree_util.tree_leaves(half.variables[part])):
+            a, b = np.asarray(a), np.asarray(b)
+            assert b.dtype == np.float32 and b.shape == a.shape
+            np.testing.assert_array_equal(b, a.astype(np.float16).astype(np.float32) if part == 'params' else a)
+    assert (tmp_path / 'half' / HALF_FILE).stat().st_size < 0.55 * sum(
+        np.asarray(v).nbytes for v in jax.tree_util.tree_leaves(model.variables))
+    data = (tmp_path / 'half' / HALF_FILE).read_bytes()
+    (tmp_path / 'half' / HALF_FILE).write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match='cannot restore variables'):
+        load_model(tmp_path / 'half')
