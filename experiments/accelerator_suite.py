@@ -29,8 +29,9 @@ measured.
    official checkpoints and the datasets are present; skipped with the reason otherwise.
 
 The baseline (``--baseline``, default ``experiments/results/accelerator_suite_cpu.json``) is
-the committed CPU run of this suite; ``--dry-run`` makes every size tiny and uses the shipped
-model everywhere. Precision and TF32: 'highest' reproduces the CPU's numbers; 'default' is the
+the committed CPU run of this suite; ``--dry-run`` makes every size tiny and compiles few
+programs (main job in NoBRS only, training on ResNet-34); it uses the shipped model only
+where no r34 weights are at hand. Precision and TF32: 'highest' reproduces the CPU's numbers; 'default' is the
 speed a user gets with JAX's defaults, its NoC may differ slightly (rounding in a closed loop).
 """
 from __future__ import annotations
@@ -68,15 +69,20 @@ class Context:
 
     @property
     def sizes(self) -> dict:
-        if self.dry_run:     # small programs: ZoomIn's target 64 (the throughput item's first clicks stay full size)
-            return {'scene': (64, 96), 'zoom': 64, 'clicks': 2, 'repeats': 1, 'eval_clicks': 2, 'main_samples': 2,
-                    'train_steps': 2, 'modes': ('NoBRS', 'f-BRS-B')}
-        return {'scene': (400, 600), 'zoom': None, 'clicks': 10, 'repeats': 3, 'eval_clicks': 20, 'main_samples': None,
-                'train_steps': 30, 'modes': ('NoBRS', 'f-BRS-B', 'f-BRS-C')}
+        if self.dry_run:     # few, small programs: ZoomIn's target 64 (the throughput item's first clicks stay
+            # full size), GrabCut alone, RGB-BRS for one click, the main job as the CLI test runs it (its
+            # programs come from the persistent cache there), training on ResNet-34 (HRNet compiles ~3x longer)
+            return {'scene': (64, 96), 'zoom': 64, 'clicks': 2, 'rgb_clicks': 1, 'repeats': 1, 'eval_clicks': 2,
+                    'main_samples': 1, 'modes': ('NoBRS', 'f-BRS-B'), 'datasets': ('GrabCut',), 'train_steps': 2,
+                    'train': {'arch': 'resnet34_dh128', 'batch_size': 2, 'aux_loss_weight': 0.0}}
+        return {'scene': (400, 600), 'zoom': None, 'clicks': 10, 'rgb_clicks': 10, 'repeats': 3, 'eval_clicks': 20,
+                'main_samples': None, 'datasets': ('GrabCut', 'Berkeley'), 'train_steps': 30, 'train': {},
+                'modes': ('NoBRS', 'f-BRS-B', 'f-BRS-C')}
 
 
 # -- the items (each runs in its own process; ``write`` keeps partial results) ------------------
-def item_benchmark(ctx: Context, write: Callable[[dict], None], modes=None, precisions=('highest', 'default')):
+def item_benchmark(ctx: Context, write: Callable[[dict], None], modes=None, precisions=('highest', 'default'),
+                   clicks: str = 'clicks'):
     from fbrs_jax.convert.loading import load_model
     from fbrs_jax.eval.benchmark import run_benchmark
     s = ctx.sizes
@@ -85,14 +91,14 @@ def item_benchmark(ctx: Context, write: Callable[[dict], None], modes=None, prec
         model = load_model(ctx.checkpoint, precision=precision)
         # a dry run times NoBRS alone at the second precision (fewer programs to compile)
         for mode in modes or (s['modes'] if precision == precisions[0] or not ctx.dry_run else s['modes'][:1]):
-            r = run_benchmark(model, ctx.checkpoint, [mode], s['scene'], s['clicks'], s['repeats'], 1, precision,
+            r = run_benchmark(model, ctx.checkpoint, [mode], s['scene'], s[clicks], s['repeats'], 1, precision,
                               zoom_target=s['zoom'] or 400)
             out.setdefault(precision, {'settings': r['settings'], 'modes': {}})['modes'][mode] = r['modes'][mode]
             write(out)
 
 
 def item_rgb_brs(ctx: Context, write):
-    item_benchmark(ctx, write, modes=('RGB-BRS',), precisions=('highest',))
+    item_benchmark(ctx, write, modes=('RGB-BRS',), precisions=('highest',), clicks='rgb_clicks')
 
 
 def item_throughput(ctx: Context, write):
@@ -102,7 +108,7 @@ def item_throughput(ctx: Context, write):
     from fbrs_jax.eval.runner import run_evaluation
     model = load_model(ctx.checkpoint)
     out = {}
-    for dataset in ('GrabCut', 'Berkeley'):
+    for dataset in ctx.sizes['datasets']:
         settings = EvalSettings(mode='f-BRS-B', n_clicks=ctx.sizes['eval_clicks'], max_samples=ctx.samples,
                                 zoom_target=ctx.sizes['zoom'])
         t0 = time.perf_counter()
@@ -145,7 +151,7 @@ def item_training(ctx: Context, write):
     config = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(config)
     steps = ctx.sizes['train_steps']
-    cfg = dataclasses.replace(config.get_config(), log_every=1, checkpoint_every=10 ** 9)
+    cfg = dataclasses.replace(config.get_config(), log_every=1, checkpoint_every=10 ** 9, **ctx.sizes['train'])
     workdir = pathlib.Path(ctx.work) / 'training'
     shutil.rmtree(workdir, ignore_errors=True)
     trainer = Trainer(cfg, str(workdir), log=lambda line: None)
@@ -154,7 +160,7 @@ def item_training(ctx: Context, write):
     wall = time.perf_counter() - t0
     lines = [json.loads(x) for x in pathlib.Path(trainer.metrics_path).read_text().splitlines()]
     warm = [x['s_per_step'] for x in lines[1:]]          # the first step compiles
-    write({'config': 'train_hrnet18s_synthetic.py', 'batch_size': cfg.batch_size, 'crop_hw': list(cfg.crop_hw),
+    write({'config': 'train_hrnet18s_synthetic.py', 'arch': cfg.arch, 'batch_size': cfg.batch_size, 'crop_hw': list(cfg.crop_hw),
            'steps': steps, 'wall_s': wall, 'first_step_s': lines[0]['s_per_step'],
            'steps_per_s': 1.0 / (sum(warm) / len(warm)) if warm else None})
 
@@ -240,6 +246,10 @@ def run_item(name: str, ctx_file: str, out_file: str) -> int:
     except SkipItem as e:
         out.write_text(json.dumps({'status': 'skipped', 'reason': str(e), 'result': {}}))
         return 0
+    except Exception as e:      # the reason in one line, what was measured kept; the traceback on stderr
+        out.write_text(json.dumps({'status': 'failed', 'reason': f'{type(e).__name__}: {e}'.splitlines()[0],
+                                   'result': partial}))
+        raise
     from fbrs_jax.eval.runinfo import environment
     memory = _peak_memory()
     out.write_text(json.dumps({'status': 'done', 'result': partial, 'peak_device_bytes': memory,
@@ -330,7 +340,7 @@ def main(argv=None) -> int:
     p.add_argument('--work', type=pathlib.Path, default=None, help='scratch folder (default: <out>_work)')
     p.add_argument('--out', default=None, help='path prefix of the JSON and markdown (default: '
                    'experiments/results/<device>/accelerator_suite)')
-    p.add_argument('--dry-run', action='store_true', help='tiny sizes and the shipped model (CI)')
+    p.add_argument('--dry-run', action='store_true', help='tiny sizes (CI); the shipped model when no r34 weights are at hand')
     args = p.parse_args(argv)
     if args.run_item:
         return run_item(*args.run_item)
@@ -340,10 +350,9 @@ def main(argv=None) -> int:
     from fbrs_jax.eval.runinfo import environment
     bundle = args.bundle
     shared = HERE.parents[1] / 'shared'
-    checkpoint = args.checkpoint or (SHIPPED_CHECKPOINT if args.dry_run else None)
-    if checkpoint is None:
-        checkpoint = (str(next((bundle / 'weights').iterdir())) if bundle
-                      else str(shared / 'reference' / 'weights' / 'resnet34_dh128_synth.pth'))
+    r34 = shared / 'reference' / 'weights' / 'resnet34_dh128_synth.pth'
+    checkpoint = args.checkpoint or (str(next((bundle / 'weights').iterdir())) if bundle else
+                                     str(r34) if r34.exists() or not args.dry_run else SHIPPED_CHECKPOINT)
     data_root = args.data_root or str(bundle / 'data' if bundle else shared / 'data')
     device = device_name()
     out = pathlib.Path(args.out or HERE / 'results' / device / 'accelerator_suite')
@@ -391,7 +400,7 @@ def main(argv=None) -> int:
         item = json.loads(item_file.read_text()) if item_file.exists() else {'result': {}}
         if cut:
             item.update(status='cut', reason=f'deadline reached after {time.perf_counter() - t0:.0f} s')
-        elif failure:
+        elif failure and item.get('status') != 'failed':
             item.update(status='failed', reason=failure)
         item['seconds'] = time.perf_counter() - t0
         suite['items'][name] = item

@@ -39,8 +39,11 @@ def scene(h: int, w: int, seed: int = 0) -> Sample:
     return Sample(f'scene_{h}x{w}', np.clip(image, 0, 255).astype(np.uint8), inside.astype(np.int32))
 
 
-def _percentiles(xs: Sequence[float]) -> dict:
+def _percentiles(xs: Sequence[float]) -> Optional[dict]:
+    """Median, p90, mean and count; None when there is nothing (e.g. after the first of one click)."""
     xs = np.asarray(xs, np.float64)
+    if xs.size == 0:
+        return None
     return {'median': float(np.median(xs)), 'p90': float(np.percentile(xs, 90)), 'mean': float(xs.mean()),
             'n': int(xs.size)}
 
