@@ -188,6 +188,27 @@ def _cmd_benchmark(args) -> int:
     return 0
 
 
+def _cmd_demo(args) -> int:
+    try:
+        from .demo.server import create_app, serve
+    except ImportError as e:
+        raise UsageError(str(e)) from None
+    from .convert.loading import load_model
+    from .eval.runinfo import enable_compilation_cache
+    from .inference.factory import MODES
+    if args.mode not in MODES:
+        raise UsageError(f'unknown mode {args.mode!r}; choose from {", ".join(MODES)}')
+    if not 1 <= args.port <= 65535:
+        raise UsageError(f'--port must be 1 to 65535, got {args.port}')
+    if args.max_side < 32:
+        raise UsageError(f'--max-side must be at least 32, got {args.max_side}')
+    enable_compilation_cache()
+    model = load_model(_checkpoint(args.checkpoint), precision=args.precision)
+    app = create_app(model, mode=args.mode, images_dir=args.images, max_side=args.max_side)
+    serve(app, args.host, args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='fbrs-jax', description=__doc__)
     p.add_argument('--debug', action='store_true', help='show tracebacks of errors')
@@ -279,6 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument('--save-scene', default=None, help='also write the scene as NPZ (<name>__image, <name>__gt_mask)')
     b.add_argument('--out', default=None, help='path prefix of the JSON and markdown results')
     b.set_defaults(func=_cmd_benchmark)
+
+    d = sub.add_parser('demo', parents=[common, precision], help="interactive demo in the browser (extra 'demo')")
+    d.add_argument('--checkpoint', default=None, help='official .pth or converted directory (default: the shipped model)')
+    d.add_argument('--mode', default='f-BRS-B', help='the initial mode (the page switches)')
+    d.add_argument('--host', default='127.0.0.1', help='address to listen on (0.0.0.0: every interface)')
+    d.add_argument('--port', type=int, default=8765)
+    d.add_argument('--images', default=None, help='a folder of images added to the sample gallery (e.g. GrabCut/data_GT)')
+    d.add_argument('--max-side', type=int, default=1024, help='larger images are downscaled to this longest side')
+    d.set_defaults(func=_cmd_demo)
     return p
 
 

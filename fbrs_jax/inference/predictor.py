@@ -59,6 +59,15 @@ class SampleState(NamedTuple):
     last_input: Optional[tuple] = None        # (network canvas, network input size) of the last click
 
 
+class PredictorState(NamedTuple):
+    """Everything the interactive predictor keeps of its image's clicks, as one value
+    (``get_state`` / ``set_state``, the reference predictor's ``get_states`` / ``set_states``):
+    an editor saves it before a click and restores it to undo that click."""
+    sample: SampleState
+    device: tuple                             # (network canvas, StepState) of the last click
+    stats: SolveStats
+
+
 class Plan(NamedTuple):
     """A click turned into a program call (``inp.image`` left to the caller)."""
     spec: steps.StepSpec
@@ -98,6 +107,10 @@ def flip_clicks(clicks: Sequence[Click], width: int) -> list[Click]:
 
 def round_up(hw, step: int = CANVAS_STEP) -> tuple[int, int]:
     return tuple(-(-int(s) // step) * step for s in hw)
+
+
+def _copy_arrays(tree):
+    return jax.tree_util.tree_map(lambda a: a.copy() if isinstance(a, jax.Array) else a, tree)
 
 
 class Predictor:
@@ -197,6 +210,18 @@ class Predictor:
         inp = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], plan.inp._replace(image=None))
         return (plan.spec, None, self.model.variables, inp._replace(image=self.image[1]), self._state(plan.spec),
                 np.asarray(plan.recompute), np.ones(1, bool))
+
+    def get_state(self) -> PredictorState:
+        """The state of the current image's clicks, as a value: the device arrays are copied (the
+        click program donates its state's buffers)."""
+        return PredictorState(self.sample, _copy_arrays(self._device_state), dataclasses.replace(self.stats))
+
+    def set_state(self, state: PredictorState) -> None:
+        """Return to a state of ``get_state`` taken on the current image (``state`` stays usable)."""
+        if self.sample is None or state.sample.hw != self.sample.hw or state.sample.canvas != self.sample.canvas:
+            raise ValueError('set_state() needs a state of the current image')
+        self.sample, self.stats = state.sample, dataclasses.replace(state.stats)
+        self._device_state = _copy_arrays(state.device)
 
     def reset(self) -> None:
         """Forget the clicks of the current image (zoom state, variables, cached input)."""
