@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from fbrs_jax.data.synthetic import SyntheticShapes
-from fbrs_jax.eval.clicker import Clicker
+from fbrs_jax.eval.clicker import Click, Clicker
 
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 CHROMEDRIVER = shutil.which('chromedriver')
@@ -226,7 +226,12 @@ def test_predictor_state_restores_a_click(server):
     after_one = predictor.get_state()
     two = predictor.predict([c1, c2])
     evals = predictor.stats.num_evals
-    predictor.predict([c1, c2, c2._replace(row=c2.row + 1)])           # moves the state on
+    inside = np.argwhere(two > 0.49)
+    far = inside[np.argmax(((inside - [c1.row, c1.col]) ** 2).sum(1))]
+    predictor.predict([c1, c2, Click(int(far[0]), int(far[1]), False)])      # a contradiction: optimised
+    assert predictor.stats.num_evals > 1
+    again = predictor.predict([c1, c2])          # from the third click's variables: not the same
+    assert not np.array_equal(again, two)
     predictor.set_state(after_one)
     assert np.array_equal(predictor.predict([c1, c2]), two) and predictor.stats.num_evals == evals > 0
     with pytest.raises(ValueError, match='current image'):
