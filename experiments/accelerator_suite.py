@@ -159,10 +159,19 @@ def item_training(ctx: Context, write):
     trainer.fit(steps)
     wall = time.perf_counter() - t0
     lines = [json.loads(x) for x in pathlib.Path(trainer.metrics_path).read_text().splitlines()]
-    warm = [x['s_per_step'] for x in lines[1:]]          # the first step compiles
-    write({'config': 'train_hrnet18s_synthetic.py', 'arch': cfg.arch, 'batch_size': cfg.batch_size, 'crop_hw': list(cfg.crop_hw),
-           'steps': steps, 'wall_s': wall, 'first_step_s': lines[0]['s_per_step'],
-           'steps_per_s': 1.0 / (sum(warm) / len(warm)) if warm else None})
+    warm = [x['s_per_step'] for x in lines[1:]]  # the first step compiles
+    write(
+        {
+            'config': 'train_hrnet18s_synthetic.py',
+            'arch': cfg.arch,
+            'batch_size': cfg.batch_size,
+            'crop_hw': list(cfg.crop_hw),
+            'steps': steps,
+            'wall_s': wall,
+            'first_step_s': lines[0]['s_per_step'],
+            'steps_per_s': 1.0 / (sum(warm) / len(warm)) if warm else None,
+        }
+    )
 
 
 def item_reference(ctx: Context, write):
@@ -190,9 +199,27 @@ def item_reference(ctx: Context, write):
         ours = benchmark_mode(model, mode, sample, s['clicks'], s['repeats'], zoom_in={'target_size': 400},
                               **({} if mode == 'NoBRS' else {'solver': 'jaxopt'}))
         result = work / f'{mode}.json'
-        proc = subprocess.run([str(python), str(HERE / 'reference_on_device.py'), ctx.checkpoint, str(images), mode,
-                               '--source', source, '--live', ctx.ref_shims, '--clicks', str(s['clicks']), '--repeats', str(s['repeats']),
-                               '--out', str(result)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                str(python),
+                str(HERE / 'reference_on_device.py'),
+                ctx.checkpoint,
+                str(images),
+                mode,
+                '--source',
+                source,
+                '--live',
+                ctx.ref_shims,
+                '--clicks',
+                str(s['clicks']),
+                '--repeats',
+                str(s['repeats']),
+                '--out',
+                str(result),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode:
             raise RuntimeError(f'reference ({mode}): ' + (proc.stderr.strip().splitlines() or ['failed'])[-1])
         ref = json.loads(result.read_text())
@@ -292,8 +319,11 @@ def markdown(suite: dict) -> str:
                                  f"{m['evals_per_optimised_click']:.1f} | "
                                  f"{'-' if m.get('program_bytes') is None else round(m['program_bytes'] / 2**20)} |")
         elif name == 'throughput':
-            lines += ['| dataset | batch | samples | lane-clicks / s (warm) | host ms / lane-click | programs | '
-                      'executed / exact FLOPs | NoC@85 / 90 | baseline NoC@85 / 90 |', '|---|---|---|---|---|---|---|---|---|']
+            lines += [
+                '| dataset | batch | samples | lane-clicks / s (warm) | host ms / lane-click | programs | '
+                'executed / exact FLOPs | NoC@85 / 90 | baseline NoC@85 / 90 |',
+                '|---|---|---|---|---|---|---|---|---|',
+            ]
             for ds, t in r.items():
                 b = (base.get('throughput', {}).get('result') or {}).get(ds)
                 host = '-' if t['host_s_per_lane_click'] is None else f"{1e3 * t['host_s_per_lane_click']:.2f}"
@@ -302,7 +332,10 @@ def markdown(suite: dict) -> str:
                              f"{t['flops_ratio']:.3f} | {t['NoC@85']:.2f} / {t['NoC@90']:.2f} | "
                              + (f"{b['NoC@85']:.2f} / {b['NoC@90']:.2f} |" if b else '- |'))
         elif name == 'main_job':
-            lines += ['| mode | samples | NoC@80 / 85 / 90 | baseline NoC@80 / 85 / 90 | s / warm click |', '|---|---|---|---|---|']
+            lines += [
+                '| mode | samples | NoC@80 / 85 / 90 | baseline NoC@80 / 85 / 90 | s / warm click |',
+                '|---|---|---|---|---|',
+            ]
             for mode, t in r.items():
                 b = (base.get('main_job', {}).get('result') or {}).get(mode)
                 noc = lambda x: f"{x['NoC@80']:.2f} / {x['NoC@85']:.2f} / {x['NoC@90']:.2f}"
@@ -332,7 +365,9 @@ def main(argv=None) -> int:
     p.add_argument('--deadline', type=float, default=540.0, help='seconds for the whole suite')
     p.add_argument('--items', default=','.join(ITEMS))
     p.add_argument('--batch', type=int, default=None, help='lanes of the throughput item (default: 32, 8 on CPU)')
-    p.add_argument('--samples', type=int, default=12, help='samples of each dataset in the throughput item (the bundle holds 12)')
+    p.add_argument(
+        '--samples', type=int, default=12, help='samples of each dataset in the throughput item (the bundle holds 12)'
+    )
     p.add_argument('--ref-home', default=None, help='REF_HOME of ../shared/reference/live/setup.sh')
     p.add_argument('--ref-source', default=None, help='the official source tree (holding isegm/)')
     p.add_argument('--official-dir', default=None, help='folder of the official .pth checkpoints (paper table)')
@@ -340,7 +375,9 @@ def main(argv=None) -> int:
     p.add_argument('--work', type=pathlib.Path, default=None, help='scratch folder (default: <out>_work)')
     p.add_argument('--out', default=None, help='path prefix of the JSON and markdown (default: '
                    'experiments/results/<device>/accelerator_suite)')
-    p.add_argument('--dry-run', action='store_true', help='tiny sizes (CI); the shipped model when no r34 weights are at hand')
+    p.add_argument(
+        '--dry-run', action='store_true', help='tiny sizes (CI); the shipped model when no r34 weights are at hand'
+    )
     args = p.parse_args(argv)
     if args.run_item:
         return run_item(*args.run_item)

@@ -152,24 +152,37 @@ def markdown(r: dict) -> str:
     env = r['environment']
     lines = [f"On {env['device']} (jax {env['packages']['jax']}, {r['precision']}).", '']
     if r['programs']:
-        lines += ['| mode | back end | convolutions in the click program | NoBRS program | one objective (value and gradient) | compile s |',
-                  '|---|---|---|---|---|---|']
+        lines += [
+            '| mode | back end | convolutions in the click program | NoBRS program '
+            '| one objective (value and gradient) | compile s |',
+            '|---|---|---|---|---|---|',
+        ]
         lines += [f"| {p['mode']} | {p['backend']} | {p['convolutions']} | {p['nobrs_convolutions']} | "
                   f"{p.get('objective_convolutions', '')} | {p['compile_s']:.1f} |" for p in r['programs']]
         lines.append('')
     if r['scene']:
-        lines += ['| back end | scene 400x600: s per warm click, clicks 2-10 (median / p90) | evaluations per optimised click | compile s |',
-                  '|---|---|---|---|']
+        lines += [
+            '| back end | scene 400x600: s per warm click, clicks 2-10 (median / p90) '
+            '| evaluations per optimised click | compile s |',
+            '|---|---|---|---|',
+        ]
         for b, s in r['scene'].items():
             w = s['wall_s_after_first_click']
             lines.append(f"| {b} | {w['median']:.3f} / {w['p90']:.3f} | {s['evals_per_optimised_click']:.2f} | "
                          f"{s['compile_s']:.1f} |")
         lines.append('')
     if r['grabcut']:
-        lines += ['| back end | GrabCut, reference clicks: s per warm click (mean / median) | warm clicks | evaluations per click |',
-                  '|---|---|---|---|']
-        lines += [f"| {b} | {g['mean_s']:.3f} / {g['median_s']:.3f} | {g['warm_clicks']} of {g['warm_clicks'] + g['cold_clicks']} | "
-                  f"{g['evals_per_click']:.2f} |" for b, g in r['grabcut'].items()]
+        lines += [
+            '| back end | GrabCut, reference clicks: s per warm click (mean / median) | warm clicks '
+            '| evaluations per click |',
+            '|---|---|---|---|',
+        ]
+        lines += [
+            f"| {b} | {g['mean_s']:.3f} / {g['median_s']:.3f} "
+            f"| {g['warm_clicks']} of {g['warm_clicks'] + g['cold_clicks']} | "
+            f"{g['evals_per_click']:.2f} |"
+            for b, g in r['grabcut'].items()
+        ]
     return '\n'.join(lines) + '\n'
 
 

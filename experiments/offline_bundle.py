@@ -87,8 +87,10 @@ def add_weights(checkpoint: pathlib.Path, dst: pathlib.Path, float16: bool) -> d
     name = checkpoint.stem + '_float16'
     save_converted(model, str(dst / name), half=True)
     rounded = fbrs_jax.load_model(dst / name)
-    error = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-                for a, b in zip(jax.tree_util.tree_leaves(rounded.variables), jax.tree_util.tree_leaves(model.variables)))
+    error = max(
+        float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+        for a, b in zip(jax.tree_util.tree_leaves(rounded.variables), jax.tree_util.tree_leaves(model.variables))
+    )
     return {'file': name, 'float16': True, 'source_sha256': model.source.get('sha256'), 'max_abs_rounding': error}
 
 
@@ -146,13 +148,17 @@ def main(argv=None) -> int:
     if args.ref_home:
         shutil.copytree(args.ref_home / 'src' / 'isegm', args.out / 'reference' / 'src' / 'isegm',
                         ignore=shutil.ignore_patterns('__pycache__'))
-        shutil.copy2(REPO.parent / 'shared' / 'reference' / 'live' / 'refshim.py', args.out / 'reference' / 'refshim.py')
+        shutil.copy2(
+            REPO.parent / 'shared' / 'reference' / 'live' / 'refshim.py', args.out / 'reference' / 'refshim.py'
+        )
     parts = ['site', 'weights', 'data', 'reference']
     manifest['bytes'] = {part: size(args.out / part) for part in parts if (args.out / part).exists()}
     manifest['bytes']['total'] = size(args.out)
     (args.out / 'manifest.json').write_text(json.dumps(manifest, indent=1))
     print(json.dumps(manifest['bytes']))
-    print(f'bundle in {args.out}: PYTHONPATH={args.out}/site python {args.out}/accelerator_suite.py --bundle {args.out}')
+    print(
+        f'bundle in {args.out}: PYTHONPATH={args.out}/site python {args.out}/accelerator_suite.py --bundle {args.out}'
+    )
     return 0
 
 

@@ -187,14 +187,16 @@ def markdown(result: dict) -> str:
             noc = lambda k: f"{o[k]:.2f} / {r[k]:.2f}"
             miou = lambda s: ' / '.join(f"{s['mean_iou_curve'][k - 1]:.3f}" for k in (5, 10, 20)
                                         if k <= len(s['mean_iou_curve']))
-            rows.append(f"| {dataset} | {mode} | {c['samples']} | "
-                        f"{noc('NoC@80')} | {noc('NoC@85')} | {noc('NoC@90')} | {o['NoF@90']} / {r['NoF@90']} | "
-                        f"{miou(o)} | {miou(r)} | "
-                        f"{c['identical_click_sequences']}/{c['samples']} | "
-                        f"{'-' if f is None else '%d / %g' % (f['min'], f['median'])} | "
-                        f"{c['max_iou_difference_while_clicks_agree']:.1e} | "
-                        f"{o['s_per_click']:.2f} / {r['s_per_click']:.2f} | "
-                        f"{o.get('s_per_warm_click', float('nan')):.2f} / {r.get('s_per_warm_click', float('nan')):.2f} |")
+            rows.append(
+                f"| {dataset} | {mode} | {c['samples']} | "
+                f"{noc('NoC@80')} | {noc('NoC@85')} | {noc('NoC@90')} | {o['NoF@90']} / {r['NoF@90']} | "
+                f"{miou(o)} | {miou(r)} | "
+                f"{c['identical_click_sequences']}/{c['samples']} | "
+                f"{'-' if f is None else '%d / %g' % (f['min'], f['median'])} | "
+                f"{c['max_iou_difference_while_clicks_agree']:.1e} | "
+                f"{o['s_per_click']:.2f} / {r['s_per_click']:.2f} | "
+                f"{o.get('s_per_warm_click', float('nan')):.2f} / {r.get('s_per_warm_click', float('nan')):.2f} |"
+            )
     return '\n'.join(rows) + against_table(result)
 
 
@@ -209,8 +211,13 @@ def against_table(result: dict) -> str:
             a = c['against']
             name = a['backend']
             miou = lambda s: ' / '.join(f"{s['mean_iou_curve'][k - 1]:.3f}" for k in (5, 10, 20))
-            out += ['', f"{dataset} {mode}: ours ({result['backend']}) against the reference and against our `{name}` back end", '',
-                    '| sample | first other click: reference | first other click: ' + name + ' |', '|---|---|---|']
+            out += [
+                '',
+                f"{dataset} {mode}: ours ({result['backend']}) against the reference and against our `{name}` back end",
+                '',
+                '| sample | first other click: reference | first other click: ' + name + ' |',
+                '|---|---|---|',
+            ]
             for index, k in c['first_differing_click_by_sample'].items():
                 j = a['first_differing_click_by_sample'].get(index)
                 out.append(f"| {index} | {'-' if k is None else k} | {'-' if j is None else j} |")
@@ -264,7 +271,10 @@ def main():
             if args.against:
                 other = args.work / 'ours' / (mode if args.against == 'jaxopt' else f'{mode}_{args.against}')
                 theirs = [r for r in ResultsFile(other / f'{dataset}.jsonl', repair=False).records if r['index'] < n]
-                entry['modes'][mode]['against'] = {'backend': args.against, **compare_runs(ours, theirs, args.n_clicks, args.chunk)}
+                entry['modes'][mode]['against'] = {
+                    'backend': args.against,
+                    **compare_runs(ours, theirs, args.n_clicks, args.chunk),
+                }
             if ref:
                 result['reference'] = {'torch': ref[0]['torch'], 'threads': ref[0]['threads']}
             print(dataset, mode, json.dumps(entry['modes'][mode]), file=sys.stderr, flush=True)

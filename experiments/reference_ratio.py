@@ -93,9 +93,11 @@ def main():
             if o is not None and f is not None:
                 rows.append(f'| {mode} | {part} | {o:.3f} | {f:.3f} | {q:.2f} |')
     env = result['environment']
-    table = (f"{model.arch.name}, {args.size[0]}x{args.size[1]} scene, {args.clicks} closed-loop clicks, "
-             f"{args.repeats} repeats, on {env['device']} ({env['processor'] or env['machine']}); reference: torch "
-             f"{next(iter(result['modes'].values()))['reference']['torch']}, {args.threads} threads\n\n" + '\n'.join(rows))
+    table = (
+        f"{model.arch.name}, {args.size[0]}x{args.size[1]} scene, {args.clicks} closed-loop clicks, "
+        f"{args.repeats} repeats, on {env['device']} ({env['processor'] or env['machine']}); reference: torch "
+        f"{next(iter(result['modes'].values()))['reference']['torch']}, {args.threads} threads\n\n" + '\n'.join(rows)
+    )
     print(table)
     out = pathlib.Path(args.out)
     out.with_suffix('.json').write_text(json.dumps(result, indent=1))

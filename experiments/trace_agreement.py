@@ -88,11 +88,15 @@ def main(argv=None) -> int:
                     theirs = np.load(masks_dir / f'{"_".join(key[:3] + (args.against,))}.npz')
                     other = np.unpackbits(theirs['bits'])[:masks.size].reshape(theirs['shape']).astype(bool)
                     row[f'mask_iou_vs_{args.against}'] = [
-                        round(iou(a.astype(np.int32), b), 4) if a.any() or b.any() else 1.0 for a, b in zip(other, masks)]
+                        round(iou(a.astype(np.int32), b), 4) if a.any() or b.any() else 1.0
+                        for a, b in zip(other, masks)
+                    ]
                     row[f'evals_{args.against}'] = theirs['evals'].tolist()
                 rows.append(row)
-                print(json.dumps({k: row[k] for k in ('model', 'mode', 'image', 'backend', 'evals', 'reference_evals')}),
-                      file=sys.stderr)
+                print(
+                    json.dumps({k: row[k] for k in ('model', 'mode', 'image', 'backend', 'evals', 'reference_evals')}),
+                    file=sys.stderr,
+                )
                 out.with_suffix('.json').write_text(json.dumps({'environment': environment(), 'rows': rows}, indent=1))
                 out.with_suffix('.md').write_text(markdown(rows))
     return 0

@@ -2,7 +2,7 @@
 from .convert.loading import convert, load_model
 from .convert.pth import CheckpointError
 from .models.arch import Arch
-from .eval.clicker import Click
+from .clicks import Click
 from .inference.factory import MODES, make_predictor
 from .models.model import Model, normalize
 

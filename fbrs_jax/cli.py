@@ -230,7 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .brs.spec import SOLVERS
     from .inference.factory import MODES
     from .inference.predictor import CANVAS_STEP
-    e = sub.add_parser('evaluate', parents=[common, precision], help='NoC evaluation on datasets in the reference layout')
+
+    e = sub.add_parser(
+        'evaluate', parents=[common, precision], help='NoC evaluation on datasets in the reference layout'
+    )
     e.add_argument('--checkpoint', default=None,
                    help='official .pth or converted directory (default: the shipped checkpoints/ model)')
     e.add_argument('--mode', default='NoBRS,f-BRS-B', help=f'comma-separated modes ({", ".join(MODES)})')
@@ -302,11 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_cmd_benchmark)
 
     d = sub.add_parser('demo', parents=[common, precision], help="interactive demo in the browser (extra 'demo')")
-    d.add_argument('--checkpoint', default=None, help='official .pth or converted directory (default: the shipped model)')
+    d.add_argument(
+        '--checkpoint', default=None, help='official .pth or converted directory (default: the shipped model)'
+    )
     d.add_argument('--mode', default='f-BRS-B', help='the initial mode (the page switches)')
     d.add_argument('--host', default='127.0.0.1', help='address to listen on (0.0.0.0: every interface)')
     d.add_argument('--port', type=int, default=8765)
-    d.add_argument('--images', default=None, help='a folder of images added to the sample gallery (e.g. GrabCut/data_GT)')
+    d.add_argument(
+        '--images', default=None, help='a folder of images added to the sample gallery (e.g. GrabCut/data_GT)'
+    )
     d.add_argument('--max-side', type=int, default=1024, help='larger images are downscaled to this longest side')
     d.set_defaults(func=_cmd_demo)
     return p

@@ -112,7 +112,10 @@ def test_ablate_runs_a_grid_writes_the_table_and_resumes(tmp_path, capsys, monke
         if r['solver'] == 'adam':
             assert float(r['evals_per_optimised_click']) <= 3   # one evaluation per step, at most maxfun
     table = (out / 'table.md').read_text()
-    assert table.count('\n') == 2 + 4 and '| head_sep2/bias adam | GrabCut | head_sep2 | channel bias | adam | 3 |' in table
+    assert (
+        table.count('\n') == 2 + 4
+        and '| head_sep2/bias adam | GrabCut | head_sep2 | channel bias | adam | 3 |' in table
+    )
     assert table.splitlines()[2] in printed
     assert json.loads((out / 'cells.json').read_text())[0]['tap'] == 'head_sep2'
     assert (out / 'pareto.png').stat().st_size > 1000

@@ -3,7 +3,8 @@ import pathlib
 
 import numpy as np
 
-from fbrs_jax.eval.clicker import Click, Clicker
+from fbrs_jax.clicks import Click
+from fbrs_jax.eval.clicker import Clicker
 from fbrs_jax.eval.metrics import iou, mean_iou_curve, noc, summarize
 
 

@@ -154,16 +154,21 @@ def test_mapping_errors_name_the_offending_key():
     sd = fake_state_dict('resnet34_dh128')
     key = 'feature_extractor.aspp.project.0.weight'
 
-    bad = dict(sd); del bad[key]
+    bad = dict(sd)
+    del bad[key]
     with pytest.raises(CheckpointError, match=f'missing tensor {key}'):
         variables_from_state_dict(template, bad)
-    bad = dict(sd); bad[key] = np.zeros((128, 641, 1, 1), np.float32)
+    bad = dict(sd)
+    bad[key] = np.zeros((128, 641, 1, 1), np.float32)
     with pytest.raises(CheckpointError, match=rf'{key} has shape \(128, 641, 1, 1\)'):
         variables_from_state_dict(template, bad)
-    bad = dict(sd); bad[key] = sd[key].copy(); bad[key][0, 0, 0, 0] = np.nan
+    bad = dict(sd)
+    bad[key] = sd[key].copy()
+    bad[key][0, 0, 0, 0] = np.nan
     with pytest.raises(CheckpointError, match=f'{key} contains NaN'):
         variables_from_state_dict(template, bad)
-    bad = dict(sd); bad['head.layers.3.weight'] = np.zeros((1,), np.float32)
+    bad = dict(sd)
+    bad['head.layers.3.weight'] = np.zeros((1,), np.float32)
     with pytest.raises(CheckpointError, match='unexpected tensor head.layers.3.weight'):
         variables_from_state_dict(template, bad)
     with pytest.raises(CheckpointError, match='unknown architecture'):
@@ -200,7 +205,9 @@ def test_half_converted_directory_round_trip(tmp_path):
     half = load_model(tmp_path / 'half')
     assert half.source['rounded'] == 'float16'
     for part in ('params', 'batch_stats'):
-        for a, b in zip(jax.tree_util.tree_leaves(model.variables[part]), jax.tree_util.tree_leaves(half.variables[part])):
+        for a, b in zip(
+            jax.tree_util.tree_leaves(model.variables[part]), jax.tree_util.tree_leaves(half.variables[part])
+        ):
             a, b = np.asarray(a), np.asarray(b)
             assert b.dtype == np.float32 and b.shape == a.shape
             np.testing.assert_array_equal(b, a.astype(np.float16).astype(np.float32) if part == 'params' else a)

@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 
 from fbrs_jax.data.synthetic import SyntheticShapes
-from fbrs_jax.eval.clicker import Click, Clicker
+from fbrs_jax.clicks import Click
+from fbrs_jax.eval.clicker import Clicker
 
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 CHROMEDRIVER = shutil.which('chromedriver')
@@ -148,9 +149,11 @@ def test_clicks_in_the_browser(server, browser, tmp_path):
     assert state['clicks'] == [[c.col, c.row, True]]
     one = mask(server, sid)
     assert iou(one == 1, gt) >= evaluated - 0.01, (iou(one == 1, gt), evaluated)
-    shown = driver.execute_script('let n = 0; const t = Math.round(parseFloat(document.getElementById("thresh")'
-                                  '.value) * 255); for (let i = 0; i < demo.probs.length; i += 4) n += demo.probs[i] > t;'
-                                  ' return n;')
+    shown = driver.execute_script(
+        'let n = 0; const t = Math.round(parseFloat(document.getElementById("thresh")'
+        '.value) * 255); for (let i = 0; i < demo.probs.length; i += 4) n += demo.probs[i] > t;'
+        ' return n;'
+    )
     assert abs(shown - int((one == 1).sum())) <= 0.01 * gt.size      # the page draws what the server holds
     assert stats_rows(driver)[0][:2] == ['1', 'NoBRS']
 

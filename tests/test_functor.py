@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from conftest import REFERENCE, requires_shared
 from fbrs_jax.brs.objective import TapVariables, click_masks, clicks_satisfied, make_objective
-from fbrs_jax.eval.clicker import Click
+from fbrs_jax.clicks import Click
 from fbrs_jax.inference.predictor import flip_clicks, points_nd
 
 

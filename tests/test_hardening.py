@@ -25,7 +25,7 @@ from conftest import FIXTURES, R34_PTH, REPO, make_grabcut, requires_shared
 from fbrs_jax.cli import main
 from fbrs_jax.convert.pth import CheckpointError, read_state_dict
 from fbrs_jax.data.readers import DatasetError, open_dataset, read_rgb
-from fbrs_jax.eval.clicker import Click
+from fbrs_jax.clicks import Click
 
 SIZES = ((40, 50), (30, 20), (36, 36), (24, 44), (40, 40), (32, 48))
 FUZZ_EXAMPLES = int(os.environ.get('FBRS_FUZZ_EXAMPLES', '150'))
@@ -202,7 +202,9 @@ def test_sigkill_mid_dataset_then_resume_gives_identical_results(grabcut_four, t
     assert 1 <= len(_records(out)) < len(SIZES)
     assert main(_evaluate_args(data, out)) == 0
     resumed = _records(out)
-    assert [(r['index'], r['clicks'], r['ious']) for r in resumed] == [(r['index'], r['clicks'], r['ious']) for r in whole]
+    assert [(r['index'], r['clicks'], r['ious']) for r in resumed] == [
+        (r['index'], r['clicks'], r['ious']) for r in whole
+    ]
 
 
 @requires_shared

@@ -18,7 +18,13 @@ def rosenbrock(x, last_mask, has_last, scale, stop_below):
     logits = x.reshape(1, 2, 2, 1)
     stop = loss < stop_below
     loss = jnp.where(stop, jax.lax.stop_gradient(loss), loss)
-    return loss, {'logits': logits, 'mask': logits > 0, 'stop': stop, 'satisfied': stop, 'stagnated': jnp.asarray(False)}
+    return loss, {
+        'logits': logits,
+        'mask': logits > 0,
+        'stop': stop,
+        'satisfied': stop,
+        'stagnated': jnp.asarray(False),
+    }
 
 
 def solve(name, x0, settings, stop_below=-1.0):

@@ -121,7 +121,8 @@ from fbrs_jax.train.config import TrainConfig
 from fbrs_jax.train.trainer import Trainer, batch_loss
 cfg = TrainConfig(arch='resnet34_dh128', dataset='synthetic_shapes', crop_hw=(64, 96), batch_size=4, epochs=1,
                   epoch_len=8, backbone_lr_mult=1.0, checkpoint_every=100, log_every=1)
-f64 = lambda tree: jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a, tree)
+f64 = lambda tree: jax.tree_util.tree_map(
+    lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else a, tree)
 results = []
 for devices in (jax.devices()[:1], jax.devices()):
     t = Trainer(cfg, sys.argv[1] + f'/{len(devices)}', devices=devices, log=lambda s: None)

@@ -1,7 +1,7 @@
 """ZoomIn arithmetic (SPEC §2.5): rounding, ROI update rules, click mapping, paste-back."""
 import numpy as np
 
-from fbrs_jax.eval.clicker import Click
+from fbrs_jax.clicks import Click
 from fbrs_jax.inference.predictor import points_nd
 from fbrs_jax.models.canvas import paste
 from fbrs_jax.inference.zoom_in import (ZoomIn, ZoomInParams, ZoomState, bbox_iou, clicks_inside, expand_bbox,

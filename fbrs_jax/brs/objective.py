@@ -17,7 +17,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from ..eval.clicker import Click
+from ..clicks import Click
 from ..models.canvas import flip_w, valid_mask
 
 PROB_THRESH = 0.49

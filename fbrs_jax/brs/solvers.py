@@ -198,8 +198,8 @@ class OptaxLBFGS(Backend):
 @dataclasses.dataclass(frozen=True)
 class ScipyLBFGSB(Backend):
     """SciPy's L-BFGS-B on the host, with the reference functor's bookkeeping per evaluation.
-    Its value-and-grad is jitted once per ``fun`` (array data passed as ``args``); x0 keeps its dtype (the reference passes float32 zeros
-    after a reset and SciPy's float64 result afterwards)."""
+    Its value-and-grad is jitted once per ``fun`` (array data passed as ``args``); x0 keeps its
+    dtype (the reference passes float32 zeros after a reset and SciPy's float64 result afterwards)."""
     name = 'scipy'
     on_device = False
 

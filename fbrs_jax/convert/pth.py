@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..unpickling import CallOnly, Frozen
+
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 
@@ -45,37 +47,19 @@ STORAGE_DTYPES: dict[str, Callable[[], np.dtype]] = {
 }
 
 
-class _Frozen:
-    """Objects the pickle can reach must not be modifiable by it: the BUILD opcode would
-    otherwise set attributes on them and change how every later file is read."""
-    __slots__ = ()
-
-    def __setattr__(self, name, value):
-        raise CheckpointError('the pickle tries to modify an object it may only use')
-
-    def __setstate__(self, state):
-        raise CheckpointError('the pickle tries to modify an object it may only use')
-
-
-class _StorageType(_Frozen):
+class _StorageType(Frozen):
     """Stand-in for ``torch.<X>Storage`` classes: only carries the element dtype."""
     __slots__ = ('name', 'dtype')
+    error = CheckpointError
 
     def __init__(self, name: str):
         object.__setattr__(self, 'name', name)
         object.__setattr__(self, 'dtype', STORAGE_DTYPES[name]())
 
 
-class CallOnly(_Frozen):
-    """A whitelisted function or class as a restricted unpickler hands it out: callable, nothing
-    else (also used for the SBD sample-weights pickle)."""
-    __slots__ = ('_fn',)
-
-    def __init__(self, fn: Callable):
-        object.__setattr__(self, '_fn', fn)
-
-    def __call__(self, *args):
-        return self._fn(*args)
+class _CallOnly(CallOnly):
+    __slots__ = ()
+    error = CheckpointError
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
@@ -106,9 +90,9 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *args):
 
 
 ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ('collections', 'OrderedDict'): CallOnly(collections.OrderedDict),
-    ('torch._utils', '_rebuild_tensor_v2'): CallOnly(_rebuild_tensor_v2),
-    ('torch._utils', '_rebuild_parameter'): CallOnly(_rebuild_parameter),
+    ('collections', 'OrderedDict'): _CallOnly(collections.OrderedDict),
+    ('torch._utils', '_rebuild_tensor_v2'): _CallOnly(_rebuild_tensor_v2),
+    ('torch._utils', '_rebuild_parameter'): _CallOnly(_rebuild_parameter),
     **{('torch', name): _StorageType(name) for name in STORAGE_DTYPES},
 }
 

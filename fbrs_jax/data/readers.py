@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..convert.pth import CallOnly
+from ..unpickling import CallOnly
 
 if TYPE_CHECKING:
     from .synthetic import SyntheticShapes
@@ -250,11 +250,16 @@ def _latin1_bytes(text, encoding):
     return text.encode('latin1')
 
 
+class _CallOnly(CallOnly):
+    __slots__ = ()
+    error = DatasetError
+
+
 _WEIGHTS_GLOBALS: dict[tuple[str, str], Callable] = {      # call-only: BUILD cannot modify them
-    ('numpy', 'dtype'): CallOnly(_numeric_dtype),
-    ('numpy.core.multiarray', 'scalar'): CallOnly(_numeric_scalar),
-    ('numpy._core.multiarray', 'scalar'): CallOnly(_numeric_scalar),
-    ('_codecs', 'encode'): CallOnly(_latin1_bytes),          # bytes in protocol-2 pickles
+    ('numpy', 'dtype'): _CallOnly(_numeric_dtype),
+    ('numpy.core.multiarray', 'scalar'): _CallOnly(_numeric_scalar),
+    ('numpy._core.multiarray', 'scalar'): _CallOnly(_numeric_scalar),
+    ('_codecs', 'encode'): _CallOnly(_latin1_bytes),          # bytes in protocol-2 pickles
 }
 
 

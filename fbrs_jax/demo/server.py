@@ -83,7 +83,7 @@ def decode_upload(data: bytes) -> np.ndarray:
     if not data:
         raise HTTPException(400, 'the upload is empty')
     if len(data) > MAX_UPLOAD_BYTES:
-        raise HTTPException(413, f'the upload is {len(data) / 2 ** 20:.0f} MiB; at most {MAX_UPLOAD_BYTES // 2 ** 20} MiB')
+        raise HTTPException(413, f'the upload is {len(data) / 2**20:.0f} MiB; at most {MAX_UPLOAD_BYTES // 2**20} MiB')
     try:
         with Image.open(io.BytesIO(data)) as im:
             w, h = im.size

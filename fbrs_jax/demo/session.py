@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from ..brs.spec import MODES
-from ..eval.clicker import Click
+from ..clicks import Click
 from ..eval.evaluate import zoom_in_params
 from ..eval.runinfo import CompileCounter
 from ..inference.factory import make_predictor

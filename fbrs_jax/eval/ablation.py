@@ -194,8 +194,11 @@ def _finished(cell_out: pathlib.Path, checkpoint: str, model, settings: EvalSett
     if not path.exists():
         return None
     summary = json.loads(path.read_text())
-    same = (summary.get('settings') == json.loads(json.dumps(dataclasses.asdict(settings)))
-            and summary.get('checkpoint') == checkpoint and summary.get('checkpoint_sha256') == model.source.get('sha256')
-            and summary.get('precision', 'highest') == str(model.module.precision)
-            and list(summary.get('datasets', {})) == datasets)
+    same = (
+        summary.get('settings') == json.loads(json.dumps(dataclasses.asdict(settings)))
+        and summary.get('checkpoint') == checkpoint
+        and summary.get('checkpoint_sha256') == model.source.get('sha256')
+        and summary.get('precision', 'highest') == str(model.module.precision)
+        and list(summary.get('datasets', {})) == datasets
+    )
     return summary if same else None

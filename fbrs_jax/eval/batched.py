@@ -42,7 +42,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ..inference import step as steps
 from ..inference.predictor import Predictor, SampleState, round_up
-from .clicker import Click, next_click
+from ..clicks import Click
+from .clicker import next_click
 from .flops import click_cost
 from .runinfo import CompileCounter
 
@@ -231,7 +232,7 @@ class BatchedEvaluator:
             as one program call; None when no lane is planned."""
             nonlocal pool
             groups: dict = {}
-            for lane in sorted(lanes.values(), key=lambda l: l.index):
+            for lane in sorted(lanes.values(), key=lambda lane: lane.index):
                 if lane.plan is not None and (in_flight is None or lane.slot not in in_flight[1]):
                     key = (lane.plan.spec, lane.plan.recompute, bool(lane.plan.inp.optimize))
                     groups.setdefault(key, []).append(lane)
@@ -240,14 +241,14 @@ class BatchedEvaluator:
             (spec, _, _), group = max(groups.items(), key=lambda kv: (self.lanes_for(len(kv[1])), len(kv[1])))
             group = group[:self.lanes_for(len(group))]
             padded = group + [group[-1]] * (self.lane_counts[-1] - len(group))
-            inp = steps.StepInput(None, *[np.stack([l.plan.inp[k] for l in padded])
+            inp = steps.StepInput(None, *[np.stack([lane.plan.inp[k] for lane in padded])
                                           for k in range(1, len(steps.StepInput._fields))])
-            recompute = np.asarray(any(l.plan.recompute for l in group))
-            slots = np.asarray([l.slot for l in padded], np.int32)
+            recompute = np.asarray(any(lane.plan.recompute for lane in group))
+            slots = np.asarray([lane.slot for lane in padded], np.int32)
             counter, t0 = CompileCounter(), time.perf_counter()
             pool, obs, stats = pool_step(spec, self.mesh, self._cache_shapes(spec), self.variables, pool,
                                          slots, inp, recompute, **thresholds)
-            return spec, {l.slot for l in group}, group, recompute, slots, obs, stats, counter, t0
+            return spec, {lane.slot for lane in group}, group, recompute, slots, obs, stats, counter, t0
 
         try:
             refill()
@@ -277,7 +278,9 @@ class BatchedEvaluator:
                     r['flops'].append(cost.flops(s.net_hw, s.num_evals, s.recomputed))
                     lane.plan = None
                 # every lane runs as many evaluations as the busiest; the program's FLOPs are shared out
-                executed = len(slots) * cost.flops(spec.net_canvas, max(l.record['evals'][-1] for l in group), recompute)
+                executed = len(slots) * cost.flops(
+                    spec.net_canvas, max(lane.record['evals'][-1] for lane in group), recompute
+                )
                 for lane in group:
                     lane.record['flops'][-1] = [executed / len(group), lane.record['flops'][-1]]
                 done = []

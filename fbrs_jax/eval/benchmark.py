@@ -153,13 +153,17 @@ def markdown_table(result: dict) -> str:
         for m, r in result['modes'].items():
             mem = '-' if r['peak_device_bytes'] is None else f"{r['peak_device_bytes'] / 2**20:.0f}"
             program = '-' if r.get('program_bytes') is None else f"{r['program_bytes'] / 2**20:.0f}"
-            lines.append(f"| {m} | {r['compile_s']:.1f} ({r['compilations']}) | {1e3 * r['wall_s']['median']:.1f} "
-                         f"| {1e3 * r['wall_s']['p90']:.1f} | {1e3 * r['device_s']['median']:.1f} "
-                         f"| {1e3 * r['device_s']['p90']:.1f} | {r['evals_per_optimised_click']:.1f} | {program} | {mem} "
-                         f"| {r['peak_host_rss_mb']:.0f} |")
+            lines.append(
+                f"| {m} | {r['compile_s']:.1f} ({r['compilations']}) | {1e3 * r['wall_s']['median']:.1f} "
+                f"| {1e3 * r['wall_s']['p90']:.1f} | {1e3 * r['device_s']['median']:.1f} "
+                f"| {1e3 * r['device_s']['p90']:.1f} | {r['evals_per_optimised_click']:.1f} | {program} | {mem} "
+                f"| {r['peak_host_rss_mb']:.0f} |"
+            )
     else:
-        lines += ['| mode | compile s (programs) | step ms median | step ms p90 | ms per sample-click | peak device MB |',
-                  '|---|---|---|---|---|---|']
+        lines += [
+            '| mode | compile s (programs) | step ms median | step ms p90 | ms per sample-click | peak device MB |',
+            '|---|---|---|---|---|---|',
+        ]
         for m, r in result['modes'].items():
             mem = '-' if r['peak_device_bytes'] is None else f"{r['peak_device_bytes'] / 2**20:.0f}"
             lines.append(f"| {m} | {r['compile_s']:.1f} ({r['compilations']}) | {1e3 * r['step_s']['median']:.1f} "

@@ -1,17 +1,10 @@
-"""The reference's automatic clicker (SPEC §4.1) and the click type."""
+"""The reference's automatic clicker (SPEC §4.1)."""
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-
-class Click(NamedTuple):
-    """A click at integer or float pixel coordinates (row, col) in the original image."""
-    row: float
-    col: float
-    is_positive: bool
+from ..clicks import Click
 
 
 class Clicker:

@@ -106,4 +106,6 @@ def flop_fields(predictor) -> dict:
     """``evaluate_sample``'s ``per_click`` record of a predictor's last click: ``flops``, its
     [executed, exact] dense FLOPs (a sequential program runs the click alone)."""
     cost, s = click_cost(predictor), predictor.stats
-    return {'flops': [cost.flops(s.net_canvas, s.num_evals, s.recomputed), cost.flops(s.net_hw, s.num_evals, s.recomputed)]}
+    return {
+        'flops': [cost.flops(s.net_canvas, s.num_evals, s.recomputed), cost.flops(s.net_hw, s.num_evals, s.recomputed)]
+    }

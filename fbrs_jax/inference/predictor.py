@@ -25,7 +25,7 @@ import jax
 from ..brs.objective import TapVariables, click_squares
 from ..brs.solvers import SolverSettings, get_backend
 from ..brs.spec import INPUT_TAPS, PRESETS, RefinementSpec
-from ..eval.clicker import Click
+from ..clicks import Click
 from ..models.model import TEMPLATE_HW, Model, normalize
 from ..models.taps import tap_names
 from . import step as steps

@@ -11,7 +11,7 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from ..eval.clicker import Click
+from ..clicks import Click
 
 Box = tuple[int, int, int, int]
 
