@@ -59,7 +59,7 @@ def click_program(model, mode: str, backend: str, image, clicks):
     t0 = time.perf_counter()
     compiled = lowered.compile()
     out = {'convolutions': convolutions(compiled), 'compile_s': time.perf_counter() - t0}
-    if plan.spec.kind != 'NoBRS':     # one objective value-and-gradient of this click
+    if plan.spec.kind != steps.StepKind.NOBRS:     # one objective value-and-gradient of this click
         values, _ = steps.host_problem(plan.spec, model.variables, plan.inp._replace(image=predictor.image[0]),
                                        jax.tree_util.tree_map(lambda a: a[0], state.cache), plan.recompute)
         args = steps.host_args(plan.spec, model.variables, values, plan.inp._replace(image=predictor.image[0]))

@@ -227,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('dst', help='output directory (created)')
     c.set_defaults(func=_cmd_convert)
 
+    from .brs.reference_settings import N_CLICKS, PROB_THRESH, TARGET_IOU
+    from .brs.solvers import DEFAULT_BACKEND
     from .brs.spec import SOLVERS
     from .inference.factory import MODES
     from .inference.predictor import CANVAS_STEP
@@ -241,11 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
                    'COCO_MVal, SBD, SBD_Train)')
     e.add_argument('--data-root', default=None, help='folder holding one folder per dataset '
                    '(synthetic_shapes needs none)')
-    e.add_argument('--n-clicks', type=int, default=20)
-    e.add_argument('--target-iou', type=float, default=0.90)
-    e.add_argument('--thresh', type=float, default=0.49,
+    e.add_argument('--n-clicks', type=int, default=N_CLICKS)
+    e.add_argument('--target-iou', type=float, default=TARGET_IOU)
+    e.add_argument('--thresh', type=float, default=PROB_THRESH,
                    help='probability threshold of the prediction and of the BRS click test')
-    e.add_argument('--backend', default='jaxopt', choices=SOLVERS)
+    e.add_argument('--backend', default=DEFAULT_BACKEND, choices=SOLVERS)
     e.add_argument('--clicks-limit', type=int, default=None,
                    help="network clicks limit (-1: all clicks); default: the mode's (5 input BRS, 8 f-BRS, all NoBRS)")
     e.add_argument('--no-flip', action='store_true')
@@ -296,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument('--clicks', type=int, default=20)
     b.add_argument('--repeats', type=int, default=3, help='timed passes after the compile pass')
     b.add_argument('--batch', type=int, default=1, help='copies of the scene evaluated at once (batched program)')
-    b.add_argument('--backend', default='jaxopt', choices=SOLVERS)
+    b.add_argument('--backend', default=DEFAULT_BACKEND, choices=SOLVERS)
     b.add_argument('--zoom-target', type=int, default=400)
     b.add_argument('--no-zoom-in', action='store_true')
     b.add_argument('--no-flip', action='store_true')

@@ -19,8 +19,8 @@ import jax.numpy as jnp
 
 from ..clicks import Click
 from ..models.canvas import flip_w, valid_mask
+from .reference_settings import PROB_THRESH, REG_BIAS_WEIGHT, REG_WEIGHT
 
-PROB_THRESH = 0.49
 LOSS_EPS = 1e-5
 
 
@@ -85,8 +85,8 @@ class TapVariables:
     bias: str = 'channel'
     scale: str = '1+s'
     hw: Optional[tuple[int, int]] = None     # per-pixel bias: the tap's (h, w) (the net canvas)
-    reg_weight: float = 1e-3
-    reg_bias_weight: float = 10.0
+    reg_weight: float = REG_WEIGHT
+    reg_bias_weight: float = REG_BIAS_WEIGHT
 
     @property
     def per_pixel(self) -> bool:

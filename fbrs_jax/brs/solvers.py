@@ -31,14 +31,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from .reference_settings import HISTORY, MAXFUN
+
 
 @dataclasses.dataclass(frozen=True)
 class SolverSettings:
     """The reference's ``fmin_l_bfgs_b`` call: m=20, factr=0, pgtol=1e-8, maxfun=20, maxiter=40
     (and SciPy's default maxls=20); ``learning_rate`` is for first-order back ends only."""
-    maxfun: int = 20
-    maxiter: int = 40
-    history: int = 20
+    maxfun: int = MAXFUN
+    maxiter: int = 2 * MAXFUN
+    history: int = HISTORY
     pgtol: float = 1e-8
     factr: float = 0.0
     maxls: int = 20
@@ -309,6 +311,7 @@ class LBFGSB(Backend):
 
 BACKENDS = {b.name: b for b in (JaxoptLBFGS(), OptaxLBFGS(), ScipyLBFGSB(), AdamSteps(), LBFGSB(),
                                 LBFGSB('lbfgsb32', 'float32'))}
+DEFAULT_BACKEND = 'jaxopt'       # the project's specified optimiser
 
 
 def get_backend(name: str):

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from .solvers import BACKENDS
+from .reference_settings import HISTORY, MAXFUN, MIN_IOU_DIFF, PROB_THRESH, REG_BIAS_WEIGHT, REG_WEIGHT
+from .solvers import BACKENDS, DEFAULT_BACKEND, get_backend
 
 FBRS_ALIASES = ('f-BRS-A', 'f-BRS-B', 'f-BRS-C')   # the architecture's f-BRS taps (Arch.fbrs_taps)
 INPUT_TAPS = ('image', 'dist_maps')                 # the whole network runs at every evaluation
@@ -43,26 +44,25 @@ class RefinementSpec:
     tap: Optional[str] = None
     bias: str = 'channel'
     scale: str = '1+s'
-    reg_weight: float = 1e-3
-    reg_bias_weight: float = 10.0
-    solver: str = 'jaxopt'
-    maxfun: int = 20
-    history: int = 20
+    reg_weight: float = REG_WEIGHT
+    reg_bias_weight: float = REG_BIAS_WEIGHT
+    solver: str = DEFAULT_BACKEND
+    maxfun: int = MAXFUN
+    history: int = HISTORY
     learning_rate: float = 0.01
     clicks_limit: Optional[int] = 8
     with_flip: bool = True
     zoom_in: bool = True
     optimize_after_n_clicks: int = 1
-    prob_thresh: float = 0.49
-    min_iou_diff: float = 0.01
+    prob_thresh: float = PROB_THRESH
+    min_iou_diff: float = MIN_IOU_DIFF
 
     def __post_init__(self):
         if self.bias not in BIASES:
             raise ValueError(f'bias must be one of {", ".join(BIASES)}, got {self.bias!r}')
         if self.scale not in SCALES:
             raise ValueError(f'scale must be one of {", ".join(SCALES)}, got {self.scale!r}')
-        if self.solver not in SOLVERS:
-            raise ValueError(f'unknown optimiser back end {self.solver!r}; choose one of {", ".join(SOLVERS)}')
+        get_backend(self.solver)      # an unknown name: the registry's error
         if self.tap is not None and self.bias == 'none' and self.scale == 'none':
             raise ValueError(f'nothing to optimise at {self.tap!r}: bias and scale are both none')
         if self.maxfun < 1 or self.history < 1:
@@ -75,7 +75,7 @@ class RefinementSpec:
         return fbrs_taps[self.tap] if self.tap in FBRS_ALIASES else self.tap
 
 
-_INPUT_BRS = dict(bias='pixel', scale='none', reg_weight=1e-3, reg_bias_weight=1.0, clicks_limit=5)
+_INPUT_BRS = dict(bias='pixel', scale='none', reg_bias_weight=1.0, clicks_limit=5)
 PRESETS = {
     'NoBRS': RefinementSpec(tap=None, clicks_limit=None),
     'RGB-BRS': RefinementSpec(tap='image', **_INPUT_BRS),

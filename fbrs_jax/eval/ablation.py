@@ -17,6 +17,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import jax
 
+from ..brs.reference_settings import N_CLICKS, PROB_THRESH, TARGET_IOU
 from ..brs.spec import RefinementSpec
 from ..configs import load_python_config
 from .evaluate import EvalSettings, write_atomic
@@ -34,9 +35,9 @@ class AblationConfig:
     checkpoint: Optional[str] = None
     datasets: tuple[str, ...] = ('synthetic_shapes',)
     data_root: Optional[str] = None
-    n_clicks: int = 20
-    target_iou: float = 0.90
-    pred_thr: float = 0.49
+    n_clicks: int = N_CLICKS
+    target_iou: float = TARGET_IOU
+    pred_thr: float = PROB_THRESH
     max_samples: Optional[int] = None
     zoom_target: Optional[int] = None       # None: each dataset's
 

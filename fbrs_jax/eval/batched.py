@@ -107,7 +107,7 @@ def pool_step(spec: steps.StepSpec, mesh, cache_shapes, variables, pool: Pool, s
               recompute, *, pred_thr: float, zoom_thr: float):
     """One program over the ``slots`` of ``pool`` (see the module docstring): -> (pool,
     (lanes, 10) observations, stats). ``cache_shapes``: the spec's cache leaf shapes (static)."""
-    n = pool.x.shape[1] if spec.kind == 'NoBRS' else spec.refine.size
+    n = pool.x.shape[1] if spec.kind == steps.StepKind.NOBRS else spec.refine.size
     state = steps.StepState(pool.x[slots][:, :n], jax.tree_util.tree_unflatten(
         cache_shapes[0], [leaf[slots][_region(shape)] for leaf, shape in zip(
             jax.tree_util.tree_leaves(pool.cache), cache_shapes[1])]))
@@ -122,7 +122,7 @@ def pool_step(spec: steps.StepSpec, mesh, cache_shapes, variables, pool: Pool, s
     leaves = [leaf.at[(slots,) + _region(shape)[1:]].set(value) for leaf, shape, value in zip(
         jax.tree_util.tree_leaves(pool.cache), cache_shapes[1], jax.tree_util.tree_leaves(new.cache))]
     pool = pool._replace(not_clicked=pool.not_clicked.at[slots].set(not_clicked),
-                         x=pool.x.at[slots, :n].set(new.x) if spec.kind != 'NoBRS' else pool.x,
+                         x=pool.x.at[slots, :n].set(new.x) if spec.kind != steps.StepKind.NOBRS else pool.x,
                          cache=jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(pool.cache), leaves))
     return pool, obs, stats
 
@@ -241,8 +241,8 @@ class BatchedEvaluator:
             (spec, _, _), group = max(groups.items(), key=lambda kv: (self.lanes_for(len(kv[1])), len(kv[1])))
             group = group[:self.lanes_for(len(group))]
             padded = group + [group[-1]] * (self.lane_counts[-1] - len(group))
-            inp = steps.StepInput(None, *[np.stack([lane.plan.inp[k] for lane in padded])
-                                          for k in range(1, len(steps.StepInput._fields))])
+            inp = steps.StepInput(image=None, **{k: np.stack([getattr(lane.plan.inp, k) for lane in padded])
+                                                 for k in steps.StepInput._fields[1:]})
             recompute = np.asarray(any(lane.plan.recompute for lane in group))
             slots = np.asarray([lane.slot for lane in padded], np.int32)
             counter, t0 = CompileCounter(), time.perf_counter()
@@ -323,7 +323,7 @@ class BatchedEvaluator:
         """Zeros for ``size`` slots; variables and cache sized for the largest network canvas."""
         predictor = self.predictor
         state = predictor.initial_state(predictor.step_spec(predictor.largest_canvas(canvas)))
-        if predictor.kind == 'NoBRS':
+        if predictor.kind == steps.StepKind.NOBRS:
             state = steps.StepState(np.zeros((1,), np.float32), {})
         zeros = lambda a: np.zeros((size,) + a.shape, a.dtype)
         pool = Pool(np.zeros((size, *canvas, 3), np.float32), np.full((size, *canvas), OUTSIDE, np.int8),

@@ -21,6 +21,8 @@ from typing import Optional, Sequence
 import numpy as np
 import jax
 
+from ..brs.reference_settings import PROB_THRESH
+from ..brs.solvers import DEFAULT_BACKEND
 from ..data.readers import Sample
 from ..inference import step as steps
 from ..inference.factory import make_predictor
@@ -85,11 +87,12 @@ def benchmark_mode(model, mode: str, sample: Sample, clicks: int, repeats: int, 
     counter = CompileCounter()
     t0 = time.perf_counter()
     if batch == 1:
-        run = lambda: evaluate_sample(new(), sample.image, sample.gt, clicks, 2.0, 0.49, per_click=_click_details)
+        run = lambda: evaluate_sample(new(), sample.image, sample.gt, clicks, 2.0, PROB_THRESH,
+                                      per_click=_click_details)
     else:
         from .batched import BatchedEvaluator
         evaluator = BatchedEvaluator(new(), batch)
-        run = lambda: evaluator.evaluate([sample] * batch, clicks, 2.0, 0.49)
+        run = lambda: evaluator.evaluate([sample] * batch, clicks, 2.0, PROB_THRESH)
     run()
     compile_pass_s = time.perf_counter() - t0
     compiled = counter.read()
@@ -124,7 +127,7 @@ def benchmark_mode(model, mode: str, sample: Sample, clicks: int, repeats: int, 
 
 def run_benchmark(model, checkpoint: str, modes: Sequence[str], size: tuple[int, int], clicks: int,
                   repeats: int, batch: int, precision: str, with_flip: bool = True,
-                  zoom_target: Optional[int] = 400, backend: str = 'jaxopt') -> dict:
+                  zoom_target: Optional[int] = 400, backend: str = DEFAULT_BACKEND) -> dict:
     """Every mode on one scene; the result dictionary written as the benchmark JSON."""
     sample = scene(*size)
     kwargs = dict(with_flip=with_flip, zoom_in={'target_size': zoom_target} if zoom_target else None)

@@ -16,6 +16,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from ..brs.reference_settings import N_CLICKS, PROB_THRESH, TARGET_IOU
+from ..brs.solvers import DEFAULT_BACKEND
 from ..brs.spec import RefinementSpec, preset
 from ..inference.predictor import CANVAS_STEP
 from .clicker import Clicker
@@ -26,10 +28,10 @@ from .runinfo import CompileCounter, pyplot
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
     mode: str
-    n_clicks: int = 20
-    target_iou: float = 0.90
-    pred_thr: float = 0.49
-    backend: str = 'jaxopt'
+    n_clicks: int = N_CLICKS
+    target_iou: float = TARGET_IOU
+    pred_thr: float = PROB_THRESH
+    backend: str = DEFAULT_BACKEND
     with_flip: bool = True
     zoom_in: bool = True
     clicks_limit: Optional[int] = None        # None: the mode's default (5 / 8 / all), -1: all

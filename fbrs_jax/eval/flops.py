@@ -23,6 +23,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
+from ..inference.step import StepKind
+
 LEVELS = 9      # traced at 512x512
 GLOBAL = -1
 
@@ -78,14 +80,14 @@ def conv_cost(module, variables, stop: str) -> ConvCost:
 class ClickCost:
     """Dense FLOPs of a predictor's clicks (see the module docstring)."""
 
-    def __init__(self, model, kind: str, tap: Optional[str], images: int):
+    def __init__(self, model, kind: StepKind, tap: Optional[str], images: int):
         self.kind, self.images = kind, images
         full = conv_cost(model.module, model.variables, 'logits')
-        self.pre = conv_cost(model.module, model.variables, tap) if kind == 'feature' else ConvCost(())
+        self.pre = conv_cost(model.module, model.variables, tap) if kind == StepKind.FEATURE else ConvCost(())
         self.post = full - self.pre
 
     def flops(self, hw, evals: int = 0, recompute: bool = True) -> float:
-        if self.kind == 'NoBRS':
+        if self.kind == StepKind.NOBRS:
             return self.images * self.post.flops(hw)
         pre = self.pre.flops(hw) if recompute else 0.0
         return self.images * (pre + 2 * max(1, int(evals)) * self.post.flops(hw))

@@ -153,12 +153,13 @@ class Predictor:
             raise ValueError(f'canvas_step must be a positive number of pixels, got {canvas_step!r}')
         self.canvas_step = None if canvas_step is None else int(canvas_step)
         self.tap = spec.resolve_tap(model.arch.fbrs_taps)
-        self.kind = 'NoBRS' if self.tap is None else 'input' if self.tap in INPUT_TAPS else 'feature'
+        self.kind = (steps.StepKind.NOBRS if self.tap is None else
+                     steps.StepKind.INPUT if self.tap in INPUT_TAPS else steps.StepKind.FEATURE)
         self.solver = SolverSettings(maxfun=spec.maxfun, maxiter=2 * spec.maxfun, history=spec.history,
                                      learning_rate=spec.learning_rate)
-        self.backend = get_backend(spec.solver) if self.kind != 'NoBRS' else None
+        self.backend = get_backend(spec.solver) if self.kind != steps.StepKind.NOBRS else None
         self.on_device = self.backend is None or self.backend.on_device
-        self.channels = self._check_tap() if self.kind != 'NoBRS' else 0
+        self.channels = self._check_tap() if self.kind != steps.StepKind.NOBRS else 0
         self.image = None              # the image on its canvas (NumPy) and on the device
         self.sample: Optional[SampleState] = None
         self._device_state = (None, None)
@@ -311,7 +312,7 @@ class Predictor:
         spec = self._spec(net_canvas, tuple(crops), tuple(pastes))
         squares = np.zeros((0,), np.int32)
         optimize = reset = recompute = False
-        if self.kind != 'NoBRS':
+        if self.kind != steps.StepKind.NOBRS:
             squares = click_squares(lists, hw, CLICK_SLOTS * -(-len(clicks) // CLICK_SLOTS))   # every click
             optimize = len(clicks) > self.spec.optimize_after_n_clicks
             last = sample.last_input
@@ -319,10 +320,11 @@ class Predictor:
             recompute = changed or limit is None or len(clicks) <= limit or last is None or last[0] != net_canvas
         box_array = lambda b: np.asarray(b, np.int32).reshape(-1, 4)
         hw_array = lambda h: np.asarray(h, np.int32).reshape(-1, 2)
-        inp = steps.StepInput(None, box_array(crop_boxes), hw_array(crop_hw), box_array(paste_boxes),
-                              hw_array(paste_hw), np.asarray(hw, np.int32), points, squares,
-                              np.asarray(optimize), np.asarray(reset),
-                              np.asarray([self.solver.maxfun, self.solver.maxiter], np.int32))
+        inp = steps.StepInput(image=None, crop_boxes=box_array(crop_boxes), crop_extents=hw_array(crop_hw),
+                              paste_boxes=box_array(paste_boxes), paste_extents=hw_array(paste_hw),
+                              net_extent=np.asarray(hw, np.int32), points=points, squares=squares,
+                              optimize=np.asarray(optimize), reset=np.asarray(reset),
+                              budget=np.asarray([self.solver.maxfun, self.solver.maxiter], np.int32))
         return Plan(spec, inp, recompute, out_hw, lls_hw), sample._replace(zoom=zoom, limit=lls,
                                                                             last_input=(net_canvas, hw))
 
@@ -350,7 +352,7 @@ class Predictor:
 
     def _spec(self, net_canvas, crops, pastes) -> steps.StepSpec:
         s = self.spec
-        refine = None if self.kind == 'NoBRS' else TapVariables(
+        refine = None if self.kind == steps.StepKind.NOBRS else TapVariables(
             self.tap, self.channels, s.bias, s.scale, net_canvas if s.bias == 'pixel' else None,
             s.reg_weight, s.reg_bias_weight)
         static = dataclasses.replace(self.solver, maxfun=0, maxiter=0)     # the budget is StepInput data
@@ -370,7 +372,7 @@ class Predictor:
         if self.on_device:
             fresh = jax.tree_util.tree_map(lambda a: a[None], fresh)
         # per-channel variables persist across canvases; per-pixel ones are reset on a new input
-        keep = state is not None and spec.kind != 'NoBRS' and not spec.refine.per_pixel
+        keep = state is not None and spec.kind != steps.StepKind.NOBRS and not spec.refine.per_pixel
         return fresh._replace(x=state.x) if keep else fresh
 
     def _host_solve(self, plan: Plan, inp, state):

@@ -13,6 +13,7 @@ evaluation reproduces it sample for sample).
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 from typing import Any, NamedTuple, Optional
 
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
 from ..brs.objective import TapVariables, brs_function, square_masks
+from ..brs.reference_settings import MIN_IOU_DIFF, PROB_THRESH
 from ..brs.solvers import Backend, SolverSettings
 from ..models.canvas import crop_resize, flip_w, paste
 from ..models.taps import carry_names
@@ -29,18 +31,26 @@ from ..models.taps import carry_names
 Canvas = tuple[int, int]
 
 
+class StepKind(str, enum.Enum):
+    """What a click program refines: nothing, the network input (the whole network runs at every
+    evaluation) or a feature tap (the head after it runs; its input is cached)."""
+    NOBRS = 'NoBRS'
+    INPUT = 'input'
+    FEATURE = 'feature'
+
+
 @dataclasses.dataclass(frozen=True)
 class StepSpec:
     """The static part of a click step: one compiled program per distinct spec."""
     module: Any
-    kind: str                        # 'NoBRS' | 'input' | 'feature'
+    kind: StepKind
     with_flip: bool
     net_canvas: Canvas
     crops: tuple[Canvas, ...] = ()   # canvas after each forward crop-resize (ZoomIn, LimitLongestSide)
     pastes: tuple[Canvas, ...] = ()  # canvas after each paste-back (their inverses, in order)
     refine: Optional[TapVariables] = None   # what is optimised ('input': at image / dist_maps)
-    prob_thresh: float = 0.49
-    min_iou_diff: float = 0.01
+    prob_thresh: float = PROB_THRESH
+    min_iou_diff: float = MIN_IOU_DIFF
     backend: Any = None              # an on-device back end, or None (host solve between programs)
     solver: SolverSettings = SolverSettings()   # maxfun / maxiter unused: they come as StepInput.budget
 
@@ -51,7 +61,7 @@ class StepSpec:
 
     @property
     def function(self):
-        return brs_function(self.module, self.refine, self.refine.tap if self.kind == 'feature' else None,
+        return brs_function(self.module, self.refine, self.refine.tap if self.kind == StepKind.FEATURE else None,
                             self.with_flip, self.prob_thresh, self.min_iou_diff)
 
 
@@ -121,7 +131,7 @@ def problem(spec: StepSpec, variables, inp: StepInput, cache, recompute):
     """(network values, new cache) of the BRS objective for this click: the network inputs
     (input-BRS) or the carry of the f-BRS tap, recomputed or taken from ``cache``."""
     batch = network_input(spec, inp)
-    if spec.kind == 'input':
+    if spec.kind == StepKind.INPUT:
         return {'image': batch, 'points': inp.points}, cache
     cache = jax.lax.cond(recompute, lambda: features(spec, variables, batch, inp.points, inp.net_extent),
                          lambda: cache)
@@ -143,7 +153,7 @@ def click_step(spec: StepSpec, variables, inp: StepInput, state: StepState, reco
     """One click: -> (probabilities on the output canvas, new state, stats). ``recompute``: the
     f-BRS head input is recomputed (a scalar for the whole batch: for a sample that would have
     used its cache, recomputing gives the same values - its first clicks are unchanged)."""
-    if spec.kind == 'NoBRS':
+    if spec.kind == StepKind.NOBRS:
         batch = network_input(spec, inp)
         logits = spec.module.apply(variables, batch, inp.points, stop='logits', extent=inp.net_extent)['logits']
         zero = jnp.zeros((), jnp.int32)
@@ -211,10 +221,10 @@ def initial_state(spec: StepSpec, variables, points_shape) -> StepState:
     """Zeros of the state's shapes (NumPy, so creating them compiles nothing). The f-BRS cache
     shapes are traced once per (spec, points shape): a trace of the network costs ~0.5 s, and
     every sample switches canvas at least once."""
-    if spec.kind == 'NoBRS':
+    if spec.kind == StepKind.NOBRS:
         return StepState(np.zeros((0,), np.float32), {})
     x = (spec.backend or Backend()).initial_x(spec.refine.size)
-    if spec.kind == 'input':
+    if spec.kind == StepKind.INPUT:
         return StepState(x, {})
     key = (spec, tuple(points_shape))
     if key not in _CACHE_SHAPES:
