@@ -11,10 +11,8 @@ Expected: a model at the released one's level; f-BRS-B NoC@85 / NoC@90 of the re
 weights (reference README): GrabCut 1.78 / 2.16, Berkeley 2.13 / 3.69, SBD 4.31 / 7.08.
 120 epochs took the reference days on 2-4 GPUs.
 """
-from fbrs_jax.train.config import TrainConfig
+from fbrs_jax.train.config import TrainConfig, sbd_config
 
 
 def get_config() -> TrainConfig:
-    # crop 320x480, 120 epochs, Adam 5e-4 (backbone x0.1), decay at 100, NFL: the TrainConfig defaults
-    return TrainConfig(arch='hrnet32_ocr128', dataset='SBD', batch_size=32, aux_loss_weight=0.4,
-                       checkpoint_every=300, tfds_dir='~/tensorflow_datasets')
+    return sbd_config('hrnet32_ocr128')

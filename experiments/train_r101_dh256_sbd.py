@@ -11,10 +11,8 @@ Expected: a model at the released one's level; f-BRS-B NoC@85 / NoC@90 of the re
 weights (reference README): GrabCut 2.30 / 2.68, Berkeley 2.61 / 4.22, SBD 4.20 / 7.10.
 120 epochs took the reference days on 2-4 GPUs.
 """
-from fbrs_jax.train.config import TrainConfig
+from fbrs_jax.train.config import TrainConfig, sbd_config
 
 
 def get_config() -> TrainConfig:
-    # crop 320x480, 120 epochs, Adam 5e-4 (backbone x0.1), decay at 100, NFL: the TrainConfig defaults
-    return TrainConfig(arch='resnet101_dh256', dataset='SBD', batch_size=28, aux_loss_weight=0.0,
-                       checkpoint_every=300, tfds_dir='~/tensorflow_datasets')
+    return sbd_config('resnet101_dh256')

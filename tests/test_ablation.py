@@ -121,6 +121,22 @@ def test_ablate_runs_a_grid_writes_the_table_and_resumes(tmp_path, capsys, monke
     assert (out / 'pareto.png').stat().st_size > 1000
     summary = json.loads((out / 'cells' / 'head_sep2_tanh_scale' / 'summary.json').read_text())
     assert summary['settings']['refinement']['scale'] == 'tanh'
+    # a cell is a plain evaluation of its spec: the same clicks and IoUs, the same NoC in the table
+    import fbrs_jax
+    from fbrs_jax.data.readers import open_dataset
+    from fbrs_jax.eval.evaluate import EvalSettings
+    from fbrs_jax.eval.runner import run_evaluation
+    spec = RefinementSpec(tap='head_sep2', bias='none', scale='tanh', maxfun=3, with_flip=False, zoom_in=False,
+                          clicks_limit=None)
+    direct = run_evaluation(fbrs_jax.load_model(R34_PTH), str(R34_PTH),
+                            EvalSettings(mode='direct', n_clicks=3, refinement=spec),
+                            {'GrabCut': open_dataset('GrabCut', tmp_path / 'data')}, tmp_path / 'direct', quiet=True)
+    strip = lambda path: [{k: r[k] for k in ('name', 'clicks', 'ious')}
+                          for r in map(json.loads, path.read_text().splitlines())]
+    cell = out / 'cells' / 'head_sep2_tanh_scale' / 'GrabCut.jsonl'
+    assert strip(tmp_path / 'direct' / 'GrabCut.jsonl') == strip(cell)
+    row = next(r for r in rows if r['cell'] == 'head_sep2/tanh scale')
+    assert float(row['NoC@90']) == pytest.approx(direct['datasets']['GrabCut']['NoC@90'], abs=1e-4)
 
     # rerun: every cell is read back, nothing is evaluated (or compiled) again
     assert main(args) == 0

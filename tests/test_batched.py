@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 import pytest
+import jax
 
 from conftest import R34_PTH, REPO, SHARED, requires_shared
 
@@ -104,11 +105,12 @@ def test_dataset_evaluation_compiles_a_handful_of_programs(tmp_path, mode):
     reader = open_dataset('GrabCut', tmp_path / 'data')
     assert len({reader.image_hw(i) for i in range(3)}) == 3
     out = tmp_path / 'run'
+    jax.clear_caches()          # every program is compiled or loaded from the persistent cache, and counted
     assert main(['evaluate', '--checkpoint', str(R34_PTH), '--mode', mode, '--datasets', 'GrabCut',
                  '--data-root', str(tmp_path / 'data'), '--n-clicks', '3', '--out', str(out), '--quiet']) == 0
     summary = json.loads((out / 'summary.json').read_text())
     c = summary['compilation']
-    assert c['compilations'] + c['cache_hits'] <= 3 + 6, c
+    assert 3 <= c['compilations'] + c['cache_hits'] <= 3 + 6, c      # at least one per image bucket
     assert summary['canvases']['GrabCut'] == [600, 488]
     d = summary['datasets']['GrabCut']
     assert d['clicks'] >= 6

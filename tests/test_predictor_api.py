@@ -1,21 +1,20 @@
 """make_predictor: every mode end to end on a small image, the knobs, and defined behaviour on
-the reference's crash path."""
+the reference's crash path (ResNet-34: the reference weights, or random ones in a clone without
+../shared)."""
 import numpy as np
 import pytest
 
 import fbrs_jax
-from conftest import requires_shared
 from fbrs_jax.brs.spec import PRESETS
 
-pytestmark = requires_shared
 IMAGE = np.random.default_rng(0).integers(0, 255, (40, 48, 3), np.uint8)
 CLICKS = [fbrs_jax.Click(20, 24, True), fbrs_jax.Click(5, 5, False)]
 
 
 # The other modes run the same programs with other taps; their trace tests cover them end to end.
 @pytest.mark.parametrize('mode', ['NoBRS', 'f-BRS-B'])
-def test_every_mode_predicts(r34_model, mode):
-    p = fbrs_jax.make_predictor(r34_model, mode, zoom_in=None)
+def test_every_mode_predicts(api_model, mode):
+    p = fbrs_jax.make_predictor(api_model, mode, zoom_in=None)
     p.set_image(IMAGE)
     for k in (1, 2):
         probs = p.predict(CLICKS[:k])
@@ -26,24 +25,39 @@ def test_every_mode_predicts(r34_model, mode):
     assert p.net_clicks_limit == PRESETS[mode].clicks_limit == {'NoBRS': None, 'RGB-BRS': 5}.get(mode, 8)
 
 
-def test_knobs_and_errors(r34_model):
-    p = fbrs_jax.make_predictor(r34_model, 'f-BRS-B', zoom_in={'target_size': 600}, maxfun=7,
+def test_nobrs_click_is_the_flip_averaged_network(api_model):
+    """NoBRS without ZoomIn: sigmoid of the mean of the logits of the image and of its mirror
+    (mirrored back; docs/reference.md SPEC §2.4), the network at the image's exact size."""
+    from fbrs_jax.models.model import normalize
+    p = fbrs_jax.make_predictor(api_model, 'NoBRS', zoom_in=None)
+    p.set_image(IMAGE)
+    probs = p.predict(CLICKS[:1])
+    x = normalize(IMAGE)
+    points = np.array([[[20, 24], [-1, -1]], [[20, 47 - 24], [-1, -1]]], np.float32)
+    logits = np.asarray(api_model.logits(np.stack([x, x[:, ::-1]]), points))[..., 0]
+    want = 1 / (1 + np.exp(-0.5 * (logits[0] + logits[1][:, ::-1])))
+    np.testing.assert_allclose(probs, want, atol=1e-6)
+    assert 0.05 < probs.mean() < 0.95          # not a constant map
+
+
+def test_knobs_and_errors(api_model):
+    p = fbrs_jax.make_predictor(api_model, 'f-BRS-B', zoom_in={'target_size': 600}, maxfun=7,
                                 history=5, solver='scipy', clicks_limit=None, with_flip=False)
     assert p.zoom.params.target_size == 600 and p.zoom.params.skip_clicks == 1
     assert (p.solver.maxfun, p.solver.maxiter, p.solver.history) == (7, 14, 5)
     assert p.net_clicks_limit is None and not p.with_flip
     with pytest.raises(ValueError, match='unknown mode'):
-        fbrs_jax.make_predictor(r34_model, 'f-BRS-D')
+        fbrs_jax.make_predictor(api_model, 'f-BRS-D')
     with pytest.raises(ValueError, match='unknown optimiser back end'):
-        fbrs_jax.make_predictor(r34_model, 'RGB-BRS', solver='lbfgs-b')
+        fbrs_jax.make_predictor(api_model, 'RGB-BRS', solver='lbfgs-b')
     with pytest.raises(TypeError):
-        fbrs_jax.make_predictor(r34_model, 'NoBRS', zoom=None)
+        fbrs_jax.make_predictor(api_model, 'NoBRS', zoom=None)
 
 
-def test_input_brs_resets_variables_of_another_shape(r34_model):
+def test_input_brs_resets_variables_of_another_shape(api_model):
     """The reference crashes when stale input-BRS variables meet an input of another shape
     (T13 path); here they are reset to zeros."""
-    p = fbrs_jax.make_predictor(r34_model, 'RGB-BRS', zoom_in=None)
+    p = fbrs_jax.make_predictor(api_model, 'RGB-BRS', zoom_in=None)
     p.set_image(IMAGE)
     _, after_first = p.plan(p.sample, CLICKS[:1])            # the host decisions of click 1
     plan, _ = p.plan(after_first, CLICKS)
@@ -52,17 +66,17 @@ def test_input_brs_resets_variables_of_another_shape(r34_model):
     assert bool(plan.inp.reset)                              # the last input was 30x30
 
 
-def test_limit_longest_side(r34_model):
-    p = fbrs_jax.make_predictor(r34_model, 'NoBRS', zoom_in=None, max_size=32)
+def test_limit_longest_side(api_model):
+    p = fbrs_jax.make_predictor(api_model, 'NoBRS', zoom_in=None, max_size=32)
     p.set_image(IMAGE)
     probs = p.predict(CLICKS)
     assert probs.shape == (40, 48) and p.sample.limit.roi_hw == (27, 32)
 
 
-def test_zoom_onto_a_smaller_canvas(r34_model):
+def test_zoom_onto_a_smaller_canvas(api_model):
     """The second click zooms onto a 32x32 canvas, smaller than the image's 64x64 one: the step
     switches programs (f-BRS carrying its variables over is covered by the trace tests)."""
-    p = fbrs_jax.make_predictor(r34_model, 'NoBRS', zoom_in={'target_size': 32, 'min_crop_size': 16})
+    p = fbrs_jax.make_predictor(api_model, 'NoBRS', zoom_in={'target_size': 32, 'min_crop_size': 16})
     p.set_image(IMAGE)
     p.predict(CLICKS[:1])
     p.sample = p.sample._replace(zoom=p.sample.zoom._replace(prev_box=(12, 27, 14, 33)))  # click 1 found an object
@@ -71,12 +85,12 @@ def test_zoom_onto_a_smaller_canvas(r34_model):
     assert probs.shape == (40, 48) and np.isfinite(probs).all()
 
 
-def test_budgets_share_one_compiled_program(r34_model):
+def test_budgets_share_one_compiled_program(api_model):
     """maxfun / maxiter are data of the click program: a budget sweep compiles once, and the
     budget still binds (maxfun=1: one L-BFGS iteration)."""
     from fbrs_jax.eval.runinfo import CompileCounter
     for k, maxfun in enumerate((1, 8)):
-        p = fbrs_jax.make_predictor(r34_model, 'f-BRS-C', zoom_in=None, maxfun=maxfun)
+        p = fbrs_jax.make_predictor(api_model, 'f-BRS-C', zoom_in=None, maxfun=maxfun)
         p.set_image(IMAGE)
         counter = CompileCounter()
         p.predict(CLICKS[:1])

@@ -40,6 +40,20 @@ class TrainConfig:
         return max(1, (self.epoch_len or dataset_len) // self.batch_size)
 
 
+def sbd_config(arch: str, **overrides) -> TrainConfig:
+    """The reference's SBD training of a released architecture (SPEC §5.1): the ``TrainConfig``
+    defaults (crop 320x480, 120 epochs, Adam 5e-4 with the backbone at x0.1, decay at epoch 100,
+    NFL) with the family's batch and auxiliary loss (DeepLab: 28, none; HRNet: 32, 0.4), SBD read
+    from its array_record TFDS build in ~/tensorflow_datasets; ``overrides`` replace fields."""
+    from ..models.arch import RELEASED
+    if arch not in RELEASED:
+        raise ValueError(f'unknown architecture {arch!r}; released: {", ".join(RELEASED)}')
+    hrnet = RELEASED[arch].family == 'hrnet'
+    base = dict(arch=arch, dataset='SBD', batch_size=32 if hrnet else 28, aux_loss_weight=0.4 if hrnet else 0.0,
+                checkpoint_every=300, tfds_dir='~/tensorflow_datasets')
+    return TrainConfig(**{**base, **overrides})
+
+
 def load_config(path: str) -> TrainConfig:
     """Run ``get_config()`` of a Python training config file."""
     return load_python_config(path, TrainConfig)
