@@ -40,12 +40,27 @@ def _datasets(text: str) -> list[str]:
     return names
 
 
-def _check_batch(args) -> None:
-    if args.batch < 1:
-        raise UsageError(f'--batch must be at least 1, got {args.batch}')
+def _check_batch(batch: int, backend: str) -> None:
+    if batch < 1:
+        raise UsageError(f'--batch must be at least 1, got {batch}')
     from .brs.solvers import get_backend
-    if args.batch > 1 and not get_backend(args.backend).on_device:
-        raise UsageError(f'--batch > 1 needs an on-device back end; {args.backend} runs on the host')
+    if batch > 1 and not get_backend(backend).on_device:
+        raise UsageError(f'--batch > 1 needs an on-device back end; {backend} runs on the host')
+
+
+# evaluate's protocol flags -> EvalSettings fields: given flags override the settings' defaults (their one home)
+EVAL_FLAGS = {'n_clicks': 'n_clicks', 'target_iou': 'target_iou', 'thresh': 'pred_thr', 'backend': 'backend',
+              'clicks_limit': 'clicks_limit', 'zoom_target': 'zoom_target', 'canvas': 'canvas_step',
+              'max_samples': 'max_samples'}
+
+
+def _eval_overrides(args) -> dict:
+    out = {field: getattr(args, flag) for flag, field in EVAL_FLAGS.items() if hasattr(args, flag)}
+    if args.no_flip:
+        out['with_flip'] = False
+    if args.no_zoom_in:
+        out['zoom_in'] = False
+    return out
 
 
 def _checkpoint(given, configured=None) -> str:
@@ -69,10 +84,13 @@ def _cmd_evaluate(args) -> int:
     from .eval.runinfo import enable_compilation_cache
     from .eval.runner import run_evaluation
 
-    _check_batch(args)
-    if args.clicks_limit is not None and args.clicks_limit < 1 and args.clicks_limit != -1:
-        raise UsageError(f'--clicks-limit must be positive or -1 (all clicks), got {args.clicks_limit}')
+    overrides = _eval_overrides(args)
+    limit = overrides.get('clicks_limit')
+    if limit is not None and limit < 1 and limit != -1:
+        raise UsageError(f'--clicks-limit must be positive or -1 (all clicks), got {limit}')
     modes = _modes(args.mode)
+    settings = {mode: EvalSettings(mode=mode, **overrides) for mode in modes}
+    _check_batch(args.batch, settings[modes[0]].backend)
     datasets = _datasets(args.datasets)
     readers = {d: open_dataset(d, args.data_root) for d in datasets}     # fail early on a bad folder
     checkpoint = _checkpoint(args.checkpoint)
@@ -84,11 +102,7 @@ def _cmd_evaluate(args) -> int:
     out = pathlib.Path(args.out or f'runs/evaluate/{model.arch.name}_{"_".join(modes)}')
     results = {}
     for mode in modes:
-        settings = EvalSettings(mode=mode, n_clicks=args.n_clicks, target_iou=args.target_iou,
-                                pred_thr=args.thresh, backend=args.backend, with_flip=not args.no_flip,
-                                zoom_in=not args.no_zoom_in, clicks_limit=args.clicks_limit,
-                                max_samples=args.max_samples, zoom_target=args.zoom_target, canvas_step=args.canvas)
-        summary = run_evaluation(model, str(checkpoint), settings, readers, out / mode if len(modes) > 1 else out,
+        summary = run_evaluation(model, str(checkpoint), settings[mode], readers, out / mode if len(modes) > 1 else out,
                                  batch=args.batch, distributed=args.distributed, quiet=args.quiet)
         results[mode] = summary
     if len(modes) > 1 and all(results.values()):   # process 0 (or the only one) holds the summaries
@@ -167,7 +181,7 @@ def _cmd_benchmark(args) -> int:
     from .eval.benchmark import markdown_table, run_benchmark, scene
     from .eval.runinfo import enable_compilation_cache
 
-    _check_batch(args)
+    _check_batch(args.batch, args.backend)
     modes = _modes(args.modes)
     if args.save_scene:
         s = scene(*args.size)
@@ -227,11 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('dst', help='output directory (created)')
     c.set_defaults(func=_cmd_convert)
 
-    from .brs.reference_settings import N_CLICKS, PROB_THRESH, TARGET_IOU
     from .brs.solvers import DEFAULT_BACKEND
     from .brs.spec import SOLVERS
+    from .eval.evaluate import EvalSettings
     from .inference.factory import MODES
-    from .inference.predictor import CANVAS_STEP
 
     e = sub.add_parser(
         'evaluate', parents=[common, precision], help='NoC evaluation on datasets in the reference layout'
@@ -243,22 +256,24 @@ def build_parser() -> argparse.ArgumentParser:
                    'COCO_MVal, SBD, SBD_Train)')
     e.add_argument('--data-root', default=None, help='folder holding one folder per dataset '
                    '(synthetic_shapes needs none)')
-    e.add_argument('--n-clicks', type=int, default=N_CLICKS)
-    e.add_argument('--target-iou', type=float, default=TARGET_IOU)
-    e.add_argument('--thresh', type=float, default=PROB_THRESH,
-                   help='probability threshold of the prediction and of the BRS click test')
-    e.add_argument('--backend', default=DEFAULT_BACKEND, choices=SOLVERS)
-    e.add_argument('--clicks-limit', type=int, default=None,
+    base = EvalSettings(mode='')          # the defaults, shown in the help; a given flag overrides its field
+    e.add_argument('--n-clicks', type=int, default=argparse.SUPPRESS, help=f'default {base.n_clicks}')
+    e.add_argument('--target-iou', type=float, default=argparse.SUPPRESS, help=f'default {base.target_iou}')
+    e.add_argument('--thresh', type=float, default=argparse.SUPPRESS,
+                   help=f'probability threshold of the prediction and of the BRS click test (default {base.pred_thr})')
+    e.add_argument('--backend', default=argparse.SUPPRESS, choices=SOLVERS, help=f'default {base.backend}')
+    e.add_argument('--clicks-limit', type=int, default=argparse.SUPPRESS,
                    help="network clicks limit (-1: all clicks); default: the mode's (5 input BRS, 8 f-BRS, all NoBRS)")
     e.add_argument('--no-flip', action='store_true')
-    e.add_argument('--zoom-target', type=int, default=None,
+    e.add_argument('--zoom-target', type=int, default=argparse.SUPPRESS,
                    help="ZoomIn target size (default: the dataset's; 600 DAVIS, 128 synthetic_shapes, 400 others)")
     e.add_argument('--no-zoom-in', action='store_true')
-    e.add_argument('--canvas', type=_canvas, default=CANVAS_STEP, metavar='STEP|dataset',
+    e.add_argument('--canvas', type=_canvas, default=argparse.SUPPRESS, metavar='STEP|dataset',
                    help=f'the network runs on each image or crop size rounded up to STEP pixels (default '
-                        f'{CANVAS_STEP}: one program per size bucket); "dataset": on one canvas per dataset '
+                        f'{base.canvas_step}: one program per size bucket); "dataset": on one canvas per dataset '
                         f'and the square ZoomIn canvas (fewest programs, most padding)')
-    e.add_argument('--max-samples', type=int, default=None, help='only the first N samples of each dataset')
+    e.add_argument('--max-samples', type=int, default=argparse.SUPPRESS,
+                   help='only the first N samples of each dataset')
     e.add_argument('--out', default=None, help='results folder (resumes a run there)')
     e.add_argument('--batch', type=int, default=1,
                    help='samples evaluated at once, split over the local devices (a multiple of their number)')

@@ -63,6 +63,16 @@ def test_tap_variables_forms():
     assert pixel.size == 60 and float(reg) == pytest.approx(2 * np.sum(bias ** 2), rel=1e-5)
 
 
+def test_a_cell_is_an_evaluation_with_the_grid_overrides():
+    from fbrs_jax.eval.ablation import AblationConfig
+    from fbrs_jax.eval.evaluate import EvalSettings
+    spec = RefinementSpec(tap='c3')
+    assert AblationConfig(cells={}).settings('c', spec) == EvalSettings(mode='c', refinement=spec)
+    cfg = AblationConfig(cells={}, n_clicks=3, max_samples=2, zoom_target=300)
+    assert cfg.settings('c', spec) == EvalSettings(mode='c', refinement=spec, n_clicks=3, max_samples=2,
+                                                   zoom_target=300)
+
+
 def test_pareto_front():
     pts = [(10, 5.0), (20, 4.0), (30, 4.5), (5, 6.0), (20, 4.0)]
     assert pareto_front(pts) == [0, 1, 3, 4]

@@ -25,6 +25,20 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert e.value.code == 2
 
 
+def test_evaluate_flags_override_the_settings_defaults():
+    """EvalSettings holds evaluate's defaults; a flag given overrides its field, one not given leaves it."""
+    from fbrs_jax.cli import EVAL_FLAGS, _eval_overrides, build_parser
+    from fbrs_jax.eval.evaluate import EvalSettings
+    parse = build_parser().parse_args
+    assert _eval_overrides(parse(['evaluate'])) == {}
+    args = parse(['evaluate', '--n-clicks', '5', '--thresh', '0.3', '--canvas', 'dataset', '--no-flip',
+                  '--max-samples', '2', '--backend', 'scipy'])
+    assert EvalSettings(mode='NoBRS', **_eval_overrides(args)) == EvalSettings(
+        mode='NoBRS', n_clicks=5, pred_thr=0.3, canvas_step=None, with_flip=False, max_samples=2, backend='scipy')
+    assert set(EVAL_FLAGS.values()) | {'mode', 'with_flip', 'zoom_in', 'refinement'} == set(
+        EvalSettings.__dataclass_fields__)
+
+
 def test_main_job_evaluates_the_shipped_model_on_synthetic_shapes(tmp_path, capsys):
     """`fbrs-jax evaluate` with defaults (here cut to one sample, two clicks): shipped checkpoint,
     synthetic_shapes, NoBRS and f-BRS-B, a comparison table, JSON and plot."""

@@ -55,6 +55,7 @@ def _zip(members: dict) -> bytes:
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @example(target='zip bytes', edits=[(3085, 64)], inserts=[], cut=None)   # central-directory version 6.4
+@example(target='pickle in zip', edits=[(0, 70)], inserts=[], cut=None)   # FLOAT opcode: a newline in the error
 @given(target=st.sampled_from(['pickle in zip', 'storage in zip', 'zip bytes', 'legacy']),
        edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=6),
        inserts=st.lists(st.tuples(st.integers(0, 1 << 16), st.binary(min_size=1, max_size=4)

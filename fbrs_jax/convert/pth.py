@@ -224,7 +224,8 @@ def read_state_dict(path: str | os.PathLike) -> 'collections.OrderedDict[str, np
         raise CheckpointError(f'{path}: not a readable torch checkpoint ({type(e).__name__}: {e})') from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, struct.error,
             OverflowError, MemoryError, RecursionError, UnicodeDecodeError, OSError) as e:
-        raise CheckpointError(f'{path}: corrupt checkpoint ({type(e).__name__}: {str(e)[:120]})') from None
+        detail = ' '.join(str(e).split())[:120]          # one line, whatever the pickle put in the message
+        raise CheckpointError(f'{path}: corrupt checkpoint ({type(e).__name__}: {detail})') from None
     if not isinstance(obj, dict):
         raise CheckpointError(f'{path}: holds a {type(obj).__name__}, not a state dict')
     out = collections.OrderedDict()

@@ -17,7 +17,6 @@ from typing import Callable, Optional, Sequence, Union
 
 import jax
 
-from ..brs.reference_settings import N_CLICKS, PROB_THRESH, TARGET_IOU
 from ..brs.spec import RefinementSpec
 from ..configs import load_python_config
 from .evaluate import EvalSettings, write_atomic
@@ -35,11 +34,18 @@ class AblationConfig:
     checkpoint: Optional[str] = None
     datasets: tuple[str, ...] = ('synthetic_shapes',)
     data_root: Optional[str] = None
-    n_clicks: int = N_CLICKS
-    target_iou: float = TARGET_IOU
-    pred_thr: float = PROB_THRESH
-    max_samples: Optional[int] = None
+    # the protocol: overrides of EvalSettings' fields of the same names (None: its default, the reference's)
+    n_clicks: Optional[int] = None
+    target_iou: Optional[float] = None
+    pred_thr: Optional[float] = None
+    max_samples: Optional[int] = None       # None: every sample
     zoom_target: Optional[int] = None       # None: each dataset's
+
+    def settings(self, name: str, spec: RefinementSpec) -> EvalSettings:
+        """The evaluation of one cell."""
+        given = {f.name: getattr(self, f.name) for f in dataclasses.fields(EvalSettings)
+                 if hasattr(self, f.name) and getattr(self, f.name) is not None}
+        return EvalSettings(mode=name, refinement=spec, **given)
 
 
 COLUMNS = ('cell', 'dataset', 'tap', 'variables', 'solver', 'budget', 'NoC@85', 'NoC@90', 'NoF@85', 'NoF@90',
@@ -161,8 +167,7 @@ def run_ablation(cfg: AblationConfig, model, checkpoint: str, readers: dict, out
         raise ValueError('two cells map to the same folder name; rename one')
     rows, previous = [], None
     for k, ((name, spec), folder) in enumerate(zip(cells.items(), folders)):
-        settings = EvalSettings(mode=name, n_clicks=cfg.n_clicks, target_iou=cfg.target_iou, pred_thr=cfg.pred_thr,
-                                max_samples=cfg.max_samples, zoom_target=cfg.zoom_target, refinement=spec)
+        settings = cfg.settings(name, spec)
         cell_out = out / 'cells' / folder
         summary = _finished(cell_out, checkpoint, model, settings, list(readers))
         if summary is None:
