@@ -25,6 +25,7 @@ from PIL import Image
 
 try:
     from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
     from starlette.responses import FileResponse, JSONResponse, Response
@@ -307,7 +308,6 @@ def create_app(model, *, mode: str = 'f-BRS-B', images_dir: Optional[str] = None
 
 async def _threaded(fn, *args):
     """Run blocking work (prediction, decoding) off the event loop."""
-    from starlette.concurrency import run_in_threadpool
     return await run_in_threadpool(fn, *args)
 
 

@@ -18,7 +18,6 @@ from typing import Optional
 
 import numpy as np
 
-from ..brs.spec import MODES
 from ..clicks import Click
 from ..eval.evaluate import zoom_in_params
 from ..eval.runinfo import CompileCounter
@@ -35,9 +34,7 @@ class Settings:
     zoom_target: Optional[int] = None
     clicks_limit: Optional[int] = None
 
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f'unknown mode {self.mode!r}; choose one of {", ".join(MODES)}')
+    def __post_init__(self):        # the mode is checked where every mode name is: by the predictor factory
         if not isinstance(self.zoom_in, bool):
             raise ValueError(f'zoom_in must be true or false, got {self.zoom_in!r}')
         for name, low in (('zoom_target', 32), ('clicks_limit', 1)):
