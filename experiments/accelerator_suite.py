@@ -11,7 +11,8 @@ and rewrites ``<out>.json`` and ``<out>.md`` after every item: a run cut short k
 measured.
 
 1. ``benchmark``: NoBRS, f-BRS-B, f-BRS-C (r34, 400x600 scene, 10 clicks) at precision
-   'highest' (float32) and 'default' (TF32 on NVIDIA, bfloat16 passes on TPU): warm ms per
+   'highest' (float32), 'default' (TF32 on NVIDIA, bfloat16 passes on TPU) and 'bfloat16'
+   (bfloat16 convolution operands, float32 accumulation, on every device): warm ms per
    click (wall and device, median / p90), compile seconds, evaluations per click, and per mode
    the largest device footprint of its click programs (XLA's memory analysis: arguments,
    outputs and temporaries); each item also reports its process's peak device memory.
@@ -81,7 +82,8 @@ class Context:
 
 
 # -- the items (each runs in its own process; ``write`` keeps partial results) ------------------
-def item_benchmark(ctx: Context, write: Callable[[dict], None], modes=None, precisions=('highest', 'default'),
+def item_benchmark(ctx: Context, write: Callable[[dict], None], modes=None,
+                   precisions=('highest', 'default', 'bfloat16'),
                    clicks: str = 'clicks'):
     from fbrs_jax.convert.loading import load_model
     from fbrs_jax.eval.benchmark import run_benchmark
@@ -89,7 +91,7 @@ def item_benchmark(ctx: Context, write: Callable[[dict], None], modes=None, prec
     out = {}
     for precision in precisions:
         model = load_model(ctx.checkpoint, precision=precision)
-        # a dry run times NoBRS alone at the second precision (fewer programs to compile)
+        # a dry run times NoBRS alone at the later precisions (fewer programs to compile)
         for mode in modes or (s['modes'] if precision == precisions[0] or not ctx.dry_run else s['modes'][:1]):
             r = run_benchmark(model, ctx.checkpoint, [mode], s['scene'], s[clicks], s['repeats'], 1, precision,
                               zoom_target=s['zoom'] or 400)

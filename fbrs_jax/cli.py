@@ -233,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     precision.add_argument('--precision', default='highest', choices=PRECISIONS,
                            help="convolution precision: 'highest' float32 (reference parity), 'default' the "
                                 "device's fast mode (TF32 on NVIDIA Ampere and later, bfloat16 passes on TPU), "
-                                "'high' in between; recorded in the results")
+                                "'high' in between, 'bfloat16' bfloat16 operands with float32 accumulation (mixed "
+                                "precision); recorded in the results")
     sub = p.add_subparsers(dest='command', required=True)
     c = sub.add_parser('convert', parents=[common],
                        help='convert an official .pth checkpoint to a converted directory')

@@ -59,3 +59,13 @@ def test_tap_names_cover_the_insertion_points():
         for tap in arch.fbrs_taps.values():
             assert tap in names
         assert names[-1] == 'logits'
+
+
+def test_bfloat16_precision_rounds_the_convolution_operands(small_r34):
+    """'bfloat16': every dense convolution takes bfloat16 operands and accumulates in float32, so
+    the logits move by about bfloat16's relative precision (2^-8) and stay float32."""
+    module, variables, img, pts, full = small_r34
+    half = build_module(RELEASED['resnet34_dh128'], 'bfloat16').apply(variables, img, pts)['logits']
+    assert half.dtype == jnp.float32
+    err = float(jnp.abs(half - full['logits']).max()) / float(jnp.abs(full['logits']).max())
+    assert 1e-4 < err < 5e-2, err

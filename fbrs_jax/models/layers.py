@@ -4,7 +4,8 @@ Every module is named after its PyTorch counterpart (``"0"``, ``"conv1"``, ``"bn
 state-dict key ``a.b.0.weight`` lands at Flax path ``('a', 'b', '0', 'kernel'|'scale')``.
 Convolutions use explicit symmetric padding (SPEC §1.9), zero their input outside the valid
 extent when traced on a canvas (``canvas.py``), and use the ``precision`` given by the
-model (``'highest'`` by default: on GPUs the default would be TF32).
+model (``'highest'`` by default: on GPUs the default would be TF32; ``'bfloat16'`` rounds the
+operands of every dense convolution to bfloat16 and accumulates in float32).
 """
 from __future__ import annotations
 
@@ -29,10 +30,13 @@ def xavier_gauss_magnitude2(key, shape, dtype=jnp.float32):
 
 
 def _conv(x, kernel, stride, padding, dilation, groups, precision):
+    out_dtype = None
+    if precision == 'bfloat16':    # mixed precision: bfloat16 operands, float32 accumulation and result
+        x, kernel, precision, out_dtype = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), None, x.dtype
     return lax.conv_general_dilated(
         x, kernel, window_strides=(stride, stride), padding=((padding, padding), (padding, padding)),
         rhs_dilation=(dilation, dilation), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-        feature_group_count=groups, precision=precision)
+        feature_group_count=groups, precision=precision, preferred_element_type=out_dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))

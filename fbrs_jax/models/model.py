@@ -29,7 +29,7 @@ def normalize(image_uint8_hwc) -> np.ndarray:
     return (x - IMAGENET_MEAN) / IMAGENET_STD
 
 
-PRECISIONS = ('highest', 'high', 'default')   # jax.lax.Precision names of the convolutions
+PRECISIONS = ('highest', 'high', 'default', 'bfloat16')   # jax.lax.Precision names, or bfloat16 operands
 
 
 def build_module(arch: Arch, precision: Any = 'highest') -> ISModel:
