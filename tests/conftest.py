@@ -54,20 +54,30 @@ def r34_model():
 
 
 @pytest.fixture(scope='session')
-def api_model():
-    """ResNet-34 DeepLab for the public-API tests: the reference weights when ../shared is present,
-    else random weights of the same architecture (the same programs; such tests compare the API's
-    results with each other and with the network, not with the reference's numbers)."""
-    import fbrs_jax
+def r34_checkpoint(tmp_path_factory) -> str:
+    """A ResNet-34 DeepLab checkpoint for the public-API, evaluate and batched tests: the reference
+    weights when ../shared is present, else random weights of the same architecture (PRNGKey 0)
+    saved as a converted directory - the same programs; such tests compare the API's results
+    with each other and with the network, not with the reference's numbers."""
     if R34_PTH.exists():
-        return fbrs_jax.load_model(R34_PTH)
+        return str(R34_PTH)
+    from fbrs_jax.convert.loading import save_converted
     from fbrs_jax.models.arch import RELEASED
     from fbrs_jax.models.model import Model, build_module
     arch = RELEASED['resnet34_dh128']
     module = build_module(arch)
     variables = module.init(jax.random.PRNGKey(0), np.zeros((1, 64, 64, 3), np.float32),
                             np.full((1, 2, 2), -1.0, np.float32))
-    return Model(arch, module, variables, {'weights': 'random (PRNGKey 0)'})
+    dst = tmp_path_factory.mktemp('r34_random') / 'resnet34_dh128'
+    save_converted(Model(arch, module, variables, {'weights': 'random (PRNGKey 0)'}), dst)
+    return str(dst)
+
+
+@pytest.fixture(scope='session')
+def api_model(r34_checkpoint):
+    """The model of ``r34_checkpoint``."""
+    import fbrs_jax
+    return fbrs_jax.load_model(r34_checkpoint)
 
 
 @pytest.fixture(scope='session')

@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 
-from conftest import R34_PTH, requires_shared
 from fbrs_jax.brs.spec import MODES, PRESETS, RefinementSpec, preset
 from fbrs_jax.cli import main
 from fbrs_jax.eval.ablation import pareto_front, shares_programs
@@ -85,18 +84,16 @@ def test_cells_that_differ_only_in_budget_share_programs():
     assert not shares_programs(a, RefinementSpec(tap='c4', maxfun=5))
 
 
-@requires_shared
-def test_specs_that_do_not_fit_the_model_are_clear_errors(r34_model):
+def test_specs_that_do_not_fit_the_model_are_clear_errors(api_model):
     import fbrs_jax
     with pytest.raises(ValueError, match="cannot optimise at 'c9'; taps of resnet34_dh128: image, dist_maps"):
-        fbrs_jax.make_predictor(r34_model, RefinementSpec(tap='c9'))
+        fbrs_jax.make_predictor(api_model, RefinementSpec(tap='c9'))
     with pytest.raises(ValueError, match=r"per-pixel bias needs a tap at the input resolution.*'c3' is at 1/8"):
-        fbrs_jax.make_predictor(r34_model, RefinementSpec(tap='c3', bias='pixel'))
-    assert fbrs_jax.make_predictor(r34_model, 'f-BRS-A').tap == 'c4'
+        fbrs_jax.make_predictor(api_model, RefinementSpec(tap='c3', bias='pixel'))
+    assert fbrs_jax.make_predictor(api_model, 'f-BRS-A').tap == 'c4'
 
 
-@requires_shared
-def test_ablate_runs_a_grid_writes_the_table_and_resumes(tmp_path, capsys, monkeypatch):
+def test_ablate_runs_a_grid_writes_the_table_and_resumes(r34_checkpoint, tmp_path, capsys, monkeypatch):
     import jax
     from conftest import make_grabcut
     clears = []
@@ -105,7 +102,7 @@ def test_ablate_runs_a_grid_writes_the_table_and_resumes(tmp_path, capsys, monke
     config = tmp_path / 'grid.py'
     config.write_text(GRID)
     out = tmp_path / 'ablation'
-    args = ['ablate', '--config', str(config), '--checkpoint', str(R34_PTH), '--data-root', str(tmp_path / 'data'),
+    args = ['ablate', '--config', str(config), '--checkpoint', r34_checkpoint, '--data-root', str(tmp_path / 'data'),
             '--out', str(out), '--quiet']
     assert main(args) == 0
     assert len(clears) == 3      # four cells, each its own programs: dropped between them
@@ -138,7 +135,7 @@ def test_ablate_runs_a_grid_writes_the_table_and_resumes(tmp_path, capsys, monke
     from fbrs_jax.eval.runner import run_evaluation
     spec = RefinementSpec(tap='head_sep2', bias='none', scale='tanh', maxfun=3, with_flip=False, zoom_in=False,
                           clicks_limit=None)
-    direct = run_evaluation(fbrs_jax.load_model(R34_PTH), str(R34_PTH),
+    direct = run_evaluation(fbrs_jax.load_model(r34_checkpoint), r34_checkpoint,
                             EvalSettings(mode='direct', n_clicks=3, refinement=spec),
                             {'GrabCut': open_dataset('GrabCut', tmp_path / 'data')}, tmp_path / 'direct', quiet=True)
     strip = lambda path: [{k: r[k] for k in ('name', 'clicks', 'ious')}

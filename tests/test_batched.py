@@ -21,7 +21,6 @@ import jax
 
 from conftest import R34_PTH, REPO, SHARED, requires_shared
 
-pytestmark = requires_shared
 CASES = (('f-BRS-B', 'jaxopt'), ('f-BRS-B', 'lbfgsb'))   # every mode shares the lane logic
 
 
@@ -38,7 +37,7 @@ def samples():
     return out
 
 
-def _compare(mode: str, solver: str) -> dict:
+def _compare(checkpoint: str, mode: str, solver: str) -> dict:
     """Sequential vs batched records of one mode and back end (run inside the 4-device
     subprocess); for ``lbfgsb`` also four lanes on one device."""
     import jax
@@ -47,7 +46,7 @@ def _compare(mode: str, solver: str) -> dict:
     from fbrs_jax.eval.evaluate import evaluate_sample
     from fbrs_jax.eval.flops import flop_fields
     assert jax.local_device_count() == 4
-    model = fbrs_jax.load_model(R34_PTH)
+    model = fbrs_jax.load_model(checkpoint)
     new = lambda: fbrs_jax.make_predictor(model, mode, zoom_in={'target_size': 64, 'min_crop_size': 16},
                                           canvas=(64, 64), solver=solver)
     data = samples()
@@ -64,10 +63,10 @@ def _compare(mode: str, solver: str) -> dict:
     return out
 
 
-def test_batched_sharded_evaluation_equals_sequential():
+def test_batched_sharded_evaluation_equals_sequential(r34_checkpoint):
     env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', FBRS_SHARED=str(SHARED))
     code = (f'import sys, json; sys.path.insert(0, {str(REPO / "tests")!r}); import conftest, test_batched; '
-            f'print(json.dumps({{" ".join(c): test_batched._compare(*c) for c in {CASES!r}}}))')
+            f'print(json.dumps({{" ".join(c): test_batched._compare({r34_checkpoint!r}, *c) for c in {CASES!r}}}))')
     proc = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -84,6 +83,7 @@ def test_batched_sharded_evaluation_equals_sequential():
             assert flops['lanes'] == flops['sequential'], (case, flops)
 
 
+@requires_shared
 @pytest.mark.parametrize('mode', ['f-BRS-B'])
 def test_dataset_evaluation_compiles_a_handful_of_programs(tmp_path, mode):
     """Three real GrabCut images of three sizes (linked into a GrabCut-layout folder), three
@@ -119,15 +119,15 @@ def test_dataset_evaluation_compiles_a_handful_of_programs(tmp_path, mode):
     assert sum(f[0] for r in records for f in r['flops']) == d['flops_executed']
 
 
-def test_dense_flops_of_a_click(r34_model):
+def test_dense_flops_of_a_click(api_model):
     """The counted convolutions of an r34 flip-pair forward at 400x400 are the reference's
     242.6 GFLOP; a canvas costs what its own size costs, and an f-BRS-B click splits into the
     network before the tap (once) and two passes of the part after it per evaluation."""
     from fbrs_jax.eval.flops import ClickCost
-    nobrs = ClickCost(r34_model, 'NoBRS', None, 2)
+    nobrs = ClickCost(api_model, 'NoBRS', None, 2)
     assert round(nobrs.flops((400, 400)) / 1e8) == 2426
     assert nobrs.flops((401, 400)) > nobrs.flops((400, 400)) and nobrs.flops((400, 267)) < nobrs.flops((400, 288))
-    fbrs = ClickCost(r34_model, 'feature', 'after_aspp', 2)
+    fbrs = ClickCost(api_model, 'feature', 'after_aspp', 2)
     pre, post = 2 * fbrs.pre.flops((400, 400)), 2 * fbrs.post.flops((400, 400))
     assert pre + post == nobrs.flops((400, 400)) and 0 < post < pre / 50
     assert fbrs.flops((400, 400), evals=5) == pre + 10 * post

@@ -52,13 +52,12 @@ def test_main_job_evaluates_the_shipped_model_on_synthetic_shapes(tmp_path, caps
     assert (tmp_path / 'f-BRS-B' / 'synthetic_shapes.jsonl').exists()
 
 
-def _evaluate(data_root, out, *extra):
-    return main(['evaluate', '--checkpoint', str(R34_PTH), '--mode', 'NoBRS', '--datasets', 'GrabCut',
+def _evaluate(checkpoint, data_root, out, *extra):
+    return main(['evaluate', '--checkpoint', checkpoint, '--mode', 'NoBRS', '--datasets', 'GrabCut',
                  '--data-root', str(data_root), '--n-clicks', '3', '--out', str(out), '--quiet', *extra])
 
 
-@requires_shared
-def test_evaluate_writes_table_json_plot_and_resumes(tmp_path, capsys, monkeypatch):
+def test_evaluate_writes_table_json_plot_and_resumes(r34_checkpoint, tmp_path, capsys, monkeypatch):
     import json
     import fbrs_jax.eval.runner
     from conftest import make_grabcut
@@ -66,7 +65,7 @@ def test_evaluate_writes_table_json_plot_and_resumes(tmp_path, capsys, monkeypat
     out = tmp_path / 'run'
     monkeypatch.setattr(fbrs_jax.eval.runner, 'steal_fraction', lambda start, end: 0.25)   # a busy host
     jax.clear_caches()          # its programs are compiled or loaded from the persistent cache, and counted
-    assert _evaluate(tmp_path / 'data', out) == 0
+    assert _evaluate(r34_checkpoint, tmp_path / 'data', out) == 0
     monkeypatch.undo()
     table, warning = capsys.readouterr()
     assert '| NoBRS       | GrabCut    |' in table and 'NoC@90' in table
@@ -90,7 +89,7 @@ def test_evaluate_writes_table_json_plot_and_resumes(tmp_path, capsys, monkeypat
 
     # interrupted while writing the second sample: only that one is redone
     (out / 'GrabCut.jsonl').write_text(lines[0] + '\n' + lines[1][:20])
-    assert _evaluate(tmp_path / 'data', out) == 0
+    assert _evaluate(r34_checkpoint, tmp_path / 'data', out) == 0
     assert (out / 'GrabCut.jsonl').read_text().splitlines()[0] == lines[0]
     again = [json.loads(x) for x in (out / 'GrabCut.jsonl').read_text().splitlines()]
     assert [r['ious'] for r in again] == [json.loads(x)['ious'] for x in lines]
@@ -98,21 +97,20 @@ def test_evaluate_writes_table_json_plot_and_resumes(tmp_path, capsys, monkeypat
     assert noc_columns(capsys.readouterr().out) == noc_columns(table)
 
     # other settings into the same folder, a missing dataset folder: one-line errors
-    assert _evaluate(tmp_path / 'data', out, '--target-iou', '0.8') == 1
-    assert _evaluate(tmp_path / 'nowhere', tmp_path / 'run2') == 1
-    assert _evaluate(tmp_path / 'data', tmp_path / 'run3', '--mode', 'f-BRS-B', '--backend', 'scipy',
+    assert _evaluate(r34_checkpoint, tmp_path / 'data', out, '--target-iou', '0.8') == 1
+    assert _evaluate(r34_checkpoint, tmp_path / 'nowhere', tmp_path / 'run2') == 1
+    assert _evaluate(r34_checkpoint, tmp_path / 'data', tmp_path / 'run3', '--mode', 'f-BRS-B', '--backend', 'scipy',
                      '--batch', '2') == 2
     err = capsys.readouterr().err.splitlines()
     assert 'different run' in err[0] and 'dataset folder not found' in err[1] and len(err) == 3
     assert 'scipy runs on the host' in err[2]
 
 
-@requires_shared
-def test_benchmark_writes_json_and_table(tmp_path, capsys):
+def test_benchmark_writes_json_and_table(r34_checkpoint, tmp_path, capsys):
     import json
     out = tmp_path / 'bench'
     jax.clear_caches()          # the first pass compiles or loads each program, and counts it
-    assert main(['benchmark', '--checkpoint', str(R34_PTH), '--modes', 'NoBRS,f-BRS-B', '--size', '48x64',
+    assert main(['benchmark', '--checkpoint', r34_checkpoint, '--modes', 'NoBRS,f-BRS-B', '--size', '48x64',
                  '--clicks', '3', '--repeats', '1', '--zoom-target', '64', '--out', str(out)]) == 0
     result = json.loads(out.with_suffix('.json').read_text())
     assert result['settings']['size_hw'] == [48, 64] and result['environment']['packages']['jaxopt']
@@ -130,25 +128,28 @@ def test_benchmark_writes_json_and_table(tmp_path, capsys):
     assert result['modes']['f-BRS-B']['evals_per_optimised_click'] >= 1
     table = out.with_suffix('.md').read_text()
     assert '| NoBRS |' in table and '| f-BRS-B |' in table and '| f-BRS-B |' in capsys.readouterr().out
-    assert main(['benchmark', '--checkpoint', str(R34_PTH), '--modes', 'f-BRS-Z']) == 2
+    assert main(['benchmark', '--checkpoint', r34_checkpoint, '--modes', 'f-BRS-Z']) == 2
 
 
-@requires_shared
-def test_distributed_evaluation_splits_samples_over_processes(tmp_path):
+def test_distributed_evaluation_splits_samples_over_processes(api_model, tmp_path):
     """Two processes joined by jax.distributed on this machine: each evaluates its share, both
-    shard files together equal a single-process run, and process 0 writes the summary."""
+    shard files together equal a single-process run, and process 0 writes the summary. The model
+    is a converted directory, written by one process and read by each (onto its own device)."""
     import json
     import os
     import socket
     import subprocess
     import sys
     from conftest import REPO, make_grabcut
+    from fbrs_jax.convert.loading import save_converted
     make_grabcut(tmp_path / 'data' / 'GrabCut')
+    checkpoint = str(tmp_path / 'converted')
+    save_converted(api_model, checkpoint)
     with socket.socket() as s:
         s.bind(('localhost', 0))
         port = s.getsockname()[1]
     env = dict(os.environ, FBRS_JAX_CACHE=str(REPO / '.jax_cache'))
-    args = lambda out: [sys.executable, '-m', 'fbrs_jax.cli', 'evaluate', '--checkpoint', str(R34_PTH), '--mode',
+    args = lambda out: [sys.executable, '-m', 'fbrs_jax.cli', 'evaluate', '--checkpoint', checkpoint, '--mode',
                         'NoBRS', '--datasets', 'GrabCut', '--data-root', str(tmp_path / 'data'), '--n-clicks', '2',
                         '--out', str(out), '--quiet']
     dist = lambda k: args(tmp_path / 'dist') + ['--distributed', '--coordinator', f'localhost:{port}',

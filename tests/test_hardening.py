@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from conftest import FIXTURES, R34_PTH, REPO, make_grabcut, requires_shared
+from conftest import FIXTURES, REPO, make_grabcut
 from fbrs_jax.cli import main
 from fbrs_jax.convert.pth import CheckpointError, read_state_dict
 from fbrs_jax.data.readers import DatasetError, open_dataset, read_rgb
@@ -139,10 +139,9 @@ def test_gt_without_object_follows_the_reference_clicker(fill):
     assert record['clicks'] == [[0, 0, 0]] * 3 and record['ious'] == [0.0, 0.0, 0.0]
 
 
-@requires_shared
-def test_bad_clicks_are_value_errors(r34_model):
+def test_bad_clicks_are_value_errors(api_model):
     import fbrs_jax
-    p = fbrs_jax.make_predictor(r34_model, 'NoBRS', zoom_in=None)
+    p = fbrs_jax.make_predictor(api_model, 'NoBRS', zoom_in=None)
     with pytest.raises(ValueError, match='set_image'):
         p.predict([Click(1, 1, True)])
     p.set_image(np.zeros((20, 30, 3), np.uint8))
@@ -166,8 +165,8 @@ def test_cli_exit_codes_and_debug(tmp_path, capsys):
         main(['evaluate', '--debug', '--checkpoint', str(tmp_path / 'none.pth')])
 
 
-def _evaluate_args(data, out):
-    return ['evaluate', '--checkpoint', str(R34_PTH), '--mode', 'NoBRS', '--datasets', 'GrabCut',
+def _evaluate_args(checkpoint, data, out):
+    return ['evaluate', '--checkpoint', checkpoint, '--mode', 'NoBRS', '--datasets', 'GrabCut',
             '--data-root', str(data), '--n-clicks', '2', '--out', str(out), '--quiet']
 
 
@@ -176,21 +175,20 @@ def _records(out):
 
 
 @pytest.fixture(scope='module')
-def grabcut_four(tmp_path_factory):
-    """Six small GrabCut-layout samples and their uninterrupted NoBRS results."""
+def grabcut_four(tmp_path_factory, r34_checkpoint):
+    """Six small GrabCut-layout samples, their uninterrupted NoBRS results and the checkpoint."""
     root = tmp_path_factory.mktemp('killed')
     data = root / 'data'
     make_grabcut(data / 'GrabCut', sizes=SIZES)
-    assert main(_evaluate_args(data, root / 'whole')) == 0
-    return data, _records(root / 'whole')
+    assert main(_evaluate_args(r34_checkpoint, data, root / 'whole')) == 0
+    return data, _records(root / 'whole'), r34_checkpoint
 
 
-@requires_shared
 def test_sigkill_mid_dataset_then_resume_gives_identical_results(grabcut_four, tmp_path):
-    data, whole = grabcut_four
+    data, whole, checkpoint = grabcut_four
     out = tmp_path / 'killed'
     env = dict(os.environ, FBRS_JAX_CACHE=str(REPO / '.jax_cache'))
-    proc = subprocess.Popen([sys.executable, '-m', 'fbrs_jax.cli', *_evaluate_args(data, out)], env=env,
+    proc = subprocess.Popen([sys.executable, '-m', 'fbrs_jax.cli', *_evaluate_args(checkpoint, data, out)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 300
@@ -201,17 +199,16 @@ def test_sigkill_mid_dataset_then_resume_gives_identical_results(grabcut_four, t
     finally:
         proc.wait()
     assert 1 <= len(_records(out)) < len(SIZES)
-    assert main(_evaluate_args(data, out)) == 0
+    assert main(_evaluate_args(checkpoint, data, out)) == 0
     resumed = _records(out)
     assert [(r['index'], r['clicks'], r['ious']) for r in resumed] == [
         (r['index'], r['clicks'], r['ious']) for r in whole
     ]
 
 
-@requires_shared
 def test_disk_full_while_writing_keeps_the_finished_samples(grabcut_four, tmp_path, monkeypatch, capsys):
     from fbrs_jax.eval import evaluate
-    data, whole = grabcut_four
+    data, whole, checkpoint = grabcut_four
     out = tmp_path / 'full'
     real_append = evaluate.ResultsFile.append
 
@@ -222,31 +219,29 @@ def test_disk_full_while_writing_keeps_the_finished_samples(grabcut_four, tmp_pa
             raise OSError(28, 'No space left on device')
         real_append(self, record)
     monkeypatch.setattr(evaluate.ResultsFile, 'append', append_until_full)
-    assert main(_evaluate_args(data, out)) == 1
+    assert main(_evaluate_args(checkpoint, data, out)) == 1
     assert 'No space left on device' in capsys.readouterr().err
     monkeypatch.setattr(evaluate.ResultsFile, 'append', real_append)
-    assert main(_evaluate_args(data, out)) == 0
+    assert main(_evaluate_args(checkpoint, data, out)) == 0
     assert [(r['clicks'], r['ious']) for r in _records(out)] == [(r['clicks'], r['ious']) for r in whole]
 
 
-@requires_shared
 def test_unwritable_output_fails_before_evaluating(grabcut_four, tmp_path, capsys):
-    data, _ = grabcut_four
+    data, _, checkpoint = grabcut_four
     blocker = tmp_path / 'file'
     blocker.write_text('not a folder')
-    assert main(_evaluate_args(data, blocker / 'out')) == 1
+    assert main(_evaluate_args(checkpoint, data, blocker / 'out')) == 1
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and 'file' in err
 
 
-@requires_shared
 def test_changed_dataset_is_not_mixed_into_old_results(grabcut_four, tmp_path, capsys):
-    data, _ = grabcut_four
+    data, _, checkpoint = grabcut_four
     copy = tmp_path / 'data'
     make_grabcut(copy / 'GrabCut', sizes=SIZES)
     out = tmp_path / 'out'
-    assert main(_evaluate_args(copy, out)) == 0
+    assert main(_evaluate_args(checkpoint, copy, out)) == 0
     (copy / 'GrabCut' / 'data_GT' / 'a.png').rename(copy / 'GrabCut' / 'data_GT' / 'z.png')
     (copy / 'GrabCut' / 'boundary_GT' / 'a.bmp').rename(copy / 'GrabCut' / 'boundary_GT' / 'z.bmp')
-    assert main(_evaluate_args(copy, out)) == 1
+    assert main(_evaluate_args(checkpoint, copy, out)) == 1
     assert 'another version of GrabCut' in capsys.readouterr().err

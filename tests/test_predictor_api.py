@@ -125,3 +125,66 @@ print(json.dumps(second.read()))
     assert first['compilations'] >= 1 and first['cache_hits'] == 0 and first['compile_s'] > 0 == first['load_s']
     assert second == {'compilations': 0, 'compile_s': 0.0, 'cache_hits': first['compilations'],
                       'load_s': second['load_s']} and second['load_s'] > 0, second
+
+
+def _resize_ac(a, hw):
+    """Bilinear resize with align-corners semantics (docs/reference.md SPEC §1.8), in float64."""
+    for axis, n_out in enumerate(hw):
+        n_in = a.shape[axis]
+        src = np.arange(n_out) * ((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+        i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
+        i1, lam = np.minimum(i0 + 1, n_in - 1), src - i0
+        shape = [1] * a.ndim
+        shape[axis] = n_out
+        lam = lam.reshape(shape)
+        a = np.take(a, i0, axis) * (1 - lam) + np.take(a, i1, axis) * lam
+    return a
+
+
+def _static_crop_logits_paste(model, box, crop_hw, clicks):
+    """The reference pipeline written out for one click list: crop ``box`` of the normalised
+    image, resize it to ``crop_hw``, map the clicks (edge mapping), run the network on the image
+    and its mirror at that exact size, average the logits, sigmoid, resize to the box and paste
+    into zeros (docs/reference.md SPEC §2.2, §2.4-2.6)."""
+    from fbrs_jax.models.model import normalize
+    r0, r1, c0, c1 = box
+    x = _resize_ac(normalize(IMAGE)[r0:r1 + 1, c0:c1 + 1].astype(np.float64), crop_hw).astype(np.float32)
+    h, w = crop_hw
+    mapped = [(h * (c.row - r0) / (r1 - r0 + 1), w * (c.col - c0) / (c1 - c0 + 1), c.is_positive) for c in clicks]
+    rows = lambda flip: [[r, (w - 1 - c) if flip else c] for r, c, positive in mapped if positive] + \
+        [[r, (w - 1 - c) if flip else c] for r, c, positive in mapped if not positive]
+    points = np.array([rows(False), rows(True)], np.float32)
+    logits = np.asarray(model.logits(np.stack([x, x[:, ::-1]]), points), np.float64)[..., 0]
+    probs = 1 / (1 + np.exp(-0.5 * (logits[0] + logits[1][:, ::-1])))
+    full = np.zeros(IMAGE.shape[:2])
+    full[r0:r1 + 1, c0:c1 + 1] = _resize_ac(probs, (r1 - r0 + 1, c1 - c0 + 1))
+    return full
+
+
+def test_limit_longest_side_values(api_model):
+    """LimitLongestSide 32 on a 40x48 image: the whole image resized to 27x32, the network at
+    that size, the probabilities resized back."""
+    p = fbrs_jax.make_predictor(api_model, 'NoBRS', zoom_in=None, max_size=32)
+    p.set_image(IMAGE)
+    probs = p.predict(CLICKS)
+    assert p.sample.limit.roi_hw == (27, 32)
+    want = _static_crop_logits_paste(api_model, (0, 39, 0, 47), (27, 32), CLICKS)
+    np.testing.assert_allclose(probs, want, atol=2e-6)
+    assert 0.05 < probs.mean() < 0.95
+
+
+def test_zoom_in_values(api_model):
+    """ZoomIn (target 32, min crop 16) after a click-1 mask boxed (12, 27, 14, 33): the ROI
+    expanded 1.4x about its centre with half-to-even rounding, the crop resized to 26x32, the
+    network at that size, the probabilities pasted back with zeros outside the ROI."""
+    p = fbrs_jax.make_predictor(api_model, 'NoBRS', zoom_in={'target_size': 32, 'min_crop_size': 16})
+    p.set_image(IMAGE)
+    p.predict(CLICKS[:1])
+    p.sample = p.sample._replace(zoom=p.sample.zoom._replace(prev_box=(12, 27, 14, 33)))
+    probs = p.predict(CLICKS)
+    assert (p.sample.zoom.roi, p.sample.zoom.roi_hw) == ((8, 31, 10, 38), (26, 32))
+    want = _static_crop_logits_paste(api_model, (8, 31, 10, 38), (26, 32), CLICKS)
+    np.testing.assert_allclose(probs, want, atol=2e-6)
+    inside = np.zeros(IMAGE.shape[:2], bool)
+    inside[8:32, 10:39] = True
+    assert np.all(probs[~inside] == 0) and probs[inside].min() > 0

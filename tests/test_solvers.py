@@ -110,3 +110,48 @@ def test_mask_iou_is_float32_and_drops_empty_samples():
 def test_unknown_backend_is_a_clear_error():
     with pytest.raises(ValueError, match='unknown optimiser back end'):
         get_backend('sgd')
+
+
+
+def wavy(x, last_mask, has_last, scale, stop_below):
+    """1.41 sin(6.78 x) + x^2 / 2 in 1-D: from x = 2 the first line search's second trial
+    (x = 1) is lower than the point the search ends at (x = -3)."""
+    loss = scale * jnp.sum(1.41 * jnp.sin(6.78 * x) + 0.5 * x ** 2)
+    logits = x.reshape(1, 1, 1, 1)
+    return loss, {'logits': logits, 'mask': logits > 0, 'stop': loss < stop_below,
+                  'satisfied': jnp.asarray(False), 'stagnated': jnp.asarray(False)}
+
+
+@pytest.mark.parametrize('name', ['scipy', 'lbfgsb'])
+def test_a_solve_cut_inside_a_line_search_returns_the_lowest_evaluation(name):
+    """The reference functor's bookkeeping: the logits of the lowest loss over every evaluation
+    (line-search trials included), not those of the last evaluation or of the returned x. The
+    budget (maxfun 2) is crossed inside the first search, which runs to its end."""
+    x0 = np.array([2.0], np.float32)
+    settings = SolverSettings(maxfun=2)
+    points = []
+
+    def f_and_g(x):
+        points.append(np.array(x, np.float64))
+        return float(np.sum(1.41 * np.sin(6.78 * x) + 0.5 * x ** 2)), 1.41 * 6.78 * np.cos(6.78 * x) + x
+
+    from scipy.optimize import fmin_l_bfgs_b
+    x_ref, _, info = fmin_l_bfgs_b(f_and_g, x0.astype(np.float64), m=settings.history, factr=settings.factr,
+                                   pgtol=settings.pgtol, maxfun=settings.maxfun, maxiter=settings.maxiter)
+    losses = np.array([f_and_g(p)[0] for p in list(points)])
+    lowest = points[int(np.argmin(losses))]
+    assert info['nit'] == 1 and len(losses) == 3
+    assert np.abs(lowest - points[-1]).max() > 1.0 and np.abs(lowest - x_ref).max() > 1.0
+
+    backend = get_backend(name)
+    args = (jnp.float32(1.0), jnp.float32(-1e9))
+    mask0 = jnp.zeros((1, 1, 1, 1), bool)
+    if backend.on_device:
+        start = x0.astype(np.float64).view(np.uint32).reshape(1, 2)      # lbfgsb's variables: float64 bits
+        got = jax.jit(lambda a, x: backend(wavy, a, x, mask0, settings))(args, start)
+    else:
+        got = backend(wavy, args, x0, mask0, settings)
+    assert int(got.num_evals) == 3
+    np.testing.assert_allclose(np.asarray(got.logits).ravel(), lowest, rtol=1e-6)
+    assert float(got.loss) == pytest.approx(losses.min(), rel=1e-5)
+    np.testing.assert_allclose(np.asarray(backend.values(got.x), np.float64), x_ref, rtol=1e-6)

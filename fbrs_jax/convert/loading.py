@@ -110,8 +110,12 @@ def load_converted(src: str, precision: Any = 'highest') -> Model:
         if meta.get('variables') == HALF:
             variables = _read_half(os.path.join(src, HALF_FILE), template)
         else:
+            # onto this process's first device: the saved sharding names the saving process's
+            # devices, which a multi-process (jax.distributed) run does not have
+            local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+            target = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=local), template)
             with ocp.StandardCheckpointer() as ckptr:
-                variables = ckptr.restore(os.path.join(src, VARIABLES_DIR), template)
+                variables = ckptr.restore(os.path.join(src, VARIABLES_DIR), target)
     except Exception as e:  # orbax raises many types for a damaged directory
         raise CheckpointError(f'{src}: cannot restore variables ({type(e).__name__}: {str(e)[:160]})') from None
     bad = [k for k, v in _flat(variables) if not np.all(np.isfinite(np.asarray(v)))]
