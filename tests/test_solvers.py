@@ -131,14 +131,16 @@ def test_a_solve_cut_inside_a_line_search_returns_the_lowest_evaluation(name):
     settings = SolverSettings(maxfun=2)
     points = []
 
+    loss = lambda x: float(np.sum(1.41 * np.sin(6.78 * x) + 0.5 * x ** 2))
+
     def f_and_g(x):
         points.append(np.array(x, np.float64))
-        return float(np.sum(1.41 * np.sin(6.78 * x) + 0.5 * x ** 2)), 1.41 * 6.78 * np.cos(6.78 * x) + x
+        return loss(x), 1.41 * 6.78 * np.cos(6.78 * x) + x
 
     from scipy.optimize import fmin_l_bfgs_b
     x_ref, _, info = fmin_l_bfgs_b(f_and_g, x0.astype(np.float64), m=settings.history, factr=settings.factr,
                                    pgtol=settings.pgtol, maxfun=settings.maxfun, maxiter=settings.maxiter)
-    losses = np.array([f_and_g(p)[0] for p in list(points)])
+    losses = np.array([loss(p) for p in points])
     lowest = points[int(np.argmin(losses))]
     assert info['nit'] == 1 and len(losses) == 3
     assert np.abs(lowest - points[-1]).max() > 1.0 and np.abs(lowest - x_ref).max() > 1.0
