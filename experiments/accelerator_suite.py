@@ -122,6 +122,8 @@ def item_throughput(ctx: Context, write):
                         'lane_clicks_per_s': d['clicks'] / wall,
                         'lane_clicks_per_s_warm': d['clicks'] / max(wall - summary['compilation']['compile_s'], 1e-9),
                         'host_s_per_lane_click': d.get('host_s_per_lane_click'),
+                        'host_wait_s_per_lane_click': d.get('host_wait_s_per_lane_click'),
+                        'lanes_per_program': d.get('lanes_per_program'),
                         'flops_ratio': d.get('flops_ratio'), 'flops_executed': d.get('flops_executed'),
                         **{k: d[k] for k in ('NoC@80', 'NoC@85', 'NoC@90', 'NoF@90')}}
         write(out)
@@ -322,15 +324,17 @@ def markdown(suite: dict) -> str:
                                  f"{'-' if m.get('program_bytes') is None else round(m['program_bytes'] / 2**20)} |")
         elif name == 'throughput':
             lines += [
-                '| dataset | batch | samples | lane-clicks / s (warm) | host ms / lane-click | programs | '
-                'executed / exact FLOPs | NoC@85 / 90 | baseline NoC@85 / 90 |',
-                '|---|---|---|---|---|---|---|---|---|',
+                '| dataset | batch | samples | lane-clicks / s (warm) | host ms / lane-click | lanes / program | '
+                'programs | executed / exact FLOPs | NoC@85 / 90 | baseline NoC@85 / 90 |',
+                '|---|---|---|---|---|---|---|---|---|---|',
             ]
             for ds, t in r.items():
                 b = (base.get('throughput', {}).get('result') or {}).get(ds)
                 host = '-' if t['host_s_per_lane_click'] is None else f"{1e3 * t['host_s_per_lane_click']:.2f}"
+                lanes = '-' if t.get('lanes_per_program') is None else f"{t['lanes_per_program']:.2f}"
                 lines.append(f"| {ds} | {t['batch']} | {t['samples']} | {t['lane_clicks_per_s']:.2f} "
-                             f"({t['lane_clicks_per_s_warm']:.2f}) | {host} | {t['compilation']['compilations']} | "
+                             f"({t['lane_clicks_per_s_warm']:.2f}) | {host} | {lanes} | "
+                             f"{t['compilation']['compilations']} | "
                              f"{t['flops_ratio']:.3f} | {t['NoC@85']:.2f} / {t['NoC@90']:.2f} | "
                              + (f"{b['NoC@85']:.2f} / {b['NoC@90']:.2f} |" if b else '- |'))
         elif name == 'main_job':

@@ -9,7 +9,8 @@ evaluate``) in its own folder under ``--work`` (resumable; no persistent compila
 every run compiles its own programs). Reported per run: NoC@90, lane-clicks, the programs
 compiled and their seconds, the dense FLOPs executed against those of every click at its
 exact size (``fbrs_jax/eval/flops.py``), the objective evaluations per click and, for batched
-runs, the host's seconds per lane-click over the rounds that compiled nothing. With
+runs, the mean lanes per program and the host's CPU seconds per lane-click over the rounds that
+compiled nothing (in brackets: the CPU its waits for results took, not counted as work). With
 ``--same-as DIR`` each run's records are compared, sample by sample, with the committed records
 ``DIR/<mode>/<dataset>.jsonl`` of an earlier run (same checkpoint and protocol): how many of the
 samples both hold make the same clicks with the same IoUs.
@@ -47,6 +48,7 @@ from fbrs_jax.eval.runner import run_evaluation
 HERE = pathlib.Path(__file__).resolve().parent
 H100 = {'fp32_flops': 67e12, 'tf32_flops': 495e12}   # dense peaks of an H100 SXM
 UTILISATION = 0.4            # assumed share of the peak a convolution network reaches
+ROW_KEY = ('dataset', 'mode', 'batch', 'canvas', 'widen', 'max_samples')   # a new run replaces its row
 SBD = {'instances': 6671, 'clicks_per_instance': 7.28, 'hw': (375, 500)}
 
 
@@ -63,17 +65,22 @@ def same_records(folder: pathlib.Path, earlier: pathlib.Path, dataset: str) -> O
 
 def one_run(model, checkpoint, dataset, reader, mode, batch, canvas, args) -> dict:
     step = None if canvas == 'dataset' else int(canvas)
-    settings = EvalSettings(mode=mode, n_clicks=args.n_clicks, max_samples=args.max_samples, canvas_step=step)
-    folder = args.work / f'{dataset}_{mode}_b{batch}_c{canvas}_n{args.max_samples or "all"}'
+    settings = EvalSettings(mode=mode, n_clicks=args.n_clicks, max_samples=args.max_samples, canvas_step=step,
+                            widen=args.widen)
+    widen = f'_w{args.widen:g}' if args.widen else ''
+    folder = args.work / f'{dataset}_{mode}_b{batch}_c{canvas}{widen}_n{args.max_samples or "all"}'
     summary = run_evaluation(model, checkpoint, settings, {dataset: reader}, folder, batch=batch, quiet=True)
     d = summary['datasets'][dataset]
     comp = summary['compilation']
-    return {'dataset': dataset, 'mode': mode, 'batch': batch, 'canvas': canvas, 'max_samples': args.max_samples,
+    return {'dataset': dataset, 'mode': mode, 'batch': batch, 'canvas': canvas, 'widen': args.widen,
+            'max_samples': args.max_samples,
             'samples': d['samples'],
             'lane_clicks': d['clicks'], 'NoC@90': d['NoC@90'], 'programs': comp['compilations'],
             'compile_s': comp['compile_s'], 'flops_executed': d['flops_executed'], 'flops_exact': d['flops_exact'],
             'flops_ratio': d['flops_ratio'], 'evals_per_click': d['evals_per_click'],
-            'host_s_per_lane_click': d.get('host_s_per_lane_click'), 'elapsed_s': d['elapsed_s'],
+            'host_s_per_lane_click': d.get('host_s_per_lane_click'),
+            'host_wait_s_per_lane_click': d.get('host_wait_s_per_lane_click'),
+            'lanes_per_program': d.get('lanes_per_program'), 'elapsed_s': d['elapsed_s'],
             'warm_s_per_click': d['warm_s_per_click'],
             'same_as_earlier': same_records(folder, args.same_as / mode, dataset) if args.same_as else None}
 
@@ -98,25 +105,33 @@ def throughput_model(row: dict) -> dict:
     return out
 
 
+def policy(row: dict) -> str:
+    return str(row['canvas']) + (f" widen {row['widen']:g}" if row.get('widen') else '')
+
+
 def markdown(result: dict) -> str:
     rows = ['| dataset | mode | batch | canvas | samples | lane-clicks | NoC@90 | programs | compile s | '
-            'executed / exact FLOPs | evals / click | host ms / lane-click | s / warm click | same as earlier |',
-            '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+            'executed / exact FLOPs | evals / click | lanes / program | host ms / lane-click (waiting) | '
+            's / warm click | same as earlier |',
+            '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in result['runs']:
-        host = '-' if r['host_s_per_lane_click'] is None else f"{1e3 * r['host_s_per_lane_click']:.2f}"
+        ms = lambda key: '-' if r.get(key) is None else f'{1e3 * r[key]:.2f}'
+        host = ms('host_s_per_lane_click') + (f" ({ms('host_wait_s_per_lane_click')})"
+                                              if r.get('host_wait_s_per_lane_click') is not None else '')
+        lanes = '-' if r.get('lanes_per_program') is None else f"{r['lanes_per_program']:.2f}"
         earlier = r.get('same_as_earlier')
         same = f"{earlier['identical']} / {earlier['samples']}" if earlier else '-'
-        rows.append(f"| {r['dataset']} | {r['mode']} | {r['batch']} | {r['canvas']} | {r['samples']} | "
+        rows.append(f"| {r['dataset']} | {r['mode']} | {r['batch']} | {policy(r)} | {r['samples']} | "
                     f"{r['lane_clicks']} | {r['NoC@90']:.2f} | {r['programs']} | {r['compile_s']:.0f} | "
-                    f"{r['flops_ratio']:.3f} | {r['evals_per_click']:.1f} | {host} | {r['warm_s_per_click']:.2f} | "
-                    f"{same} |")
+                    f"{r['flops_ratio']:.3f} | {r['evals_per_click']:.1f} | {lanes} | {host} | "
+                    f"{r['warm_s_per_click']:.2f} | {same} |")
     rows += ['', f"Throughput model, one H100 (seconds; device at the dense peak and at {UTILISATION:.0%} of it; "
                  "total = compile + the larger of device and host, which overlap):", '',
              '| dataset | mode | batch | canvas | run | compile | device at peak | device | host | total |',
              '|---|---|---|---|---|---|---|---|---|---|']
     for r in result['runs']:
         for name, m in r['h100_model'].items():
-            rows.append(f"| {r['dataset']} | {r['mode']} | {r['batch']} | {r['canvas']} | {name} | "
+            rows.append(f"| {r['dataset']} | {r['mode']} | {r['batch']} | {policy(r)} | {name} | "
                         f"{m['compile_s']:.0f} | {m['device_peak_s']:.1f} | {m['device_s']:.1f} | {m['host_s']:.1f} | "
                         f"{m['total_s']:.0f} |")
     env = result['environment']
@@ -133,6 +148,7 @@ def main(argv=None) -> int:
     p.add_argument('--batches', default='1,8')
     p.add_argument('--canvases', default='32,dataset', help='canvas policies: a step in pixels or "dataset"')
     p.add_argument('--n-clicks', type=int, default=20)
+    p.add_argument('--widen', type=float, default=None, help="batched runs: evaluate's --widen")
     p.add_argument('--max-samples', type=int, default=None)
     p.add_argument('--same-as', type=pathlib.Path, default=None,
                    help='earlier records to compare with: DIR/<mode>/<dataset>.jsonl')
@@ -162,7 +178,7 @@ def main(argv=None) -> int:
                     row = one_run(model, checkpoint, dataset, reader, mode, batch, canvas, args)
                     row['mean_image_px'], row['dataset_size'] = mean_px, len(reader)
                     row['h100_model'] = throughput_model(row)
-                    key = lambda r: tuple(r.get(k) for k in ('dataset', 'mode', 'batch', 'canvas', 'max_samples'))
+                    key = lambda r: tuple(r.get(k) for k in ROW_KEY)
                     result['runs'] = [r for r in result['runs'] if key(r) != key(row)] + [row]
                     out.with_suffix('.json').write_text(json.dumps(result, indent=1))
                     out.with_suffix('.md').write_text(markdown(result))

@@ -51,7 +51,7 @@ def _check_batch(batch: int, backend: str) -> None:
 # evaluate's protocol flags -> EvalSettings fields: given flags override the settings' defaults (their one home)
 EVAL_FLAGS = {'n_clicks': 'n_clicks', 'target_iou': 'target_iou', 'thresh': 'pred_thr', 'backend': 'backend',
               'clicks_limit': 'clicks_limit', 'zoom_target': 'zoom_target', 'canvas': 'canvas_step',
-              'max_samples': 'max_samples'}
+              'max_samples': 'max_samples', 'widen': 'widen'}
 
 
 def _eval_overrides(args) -> dict:
@@ -166,6 +166,16 @@ def _canvas(text: str) -> Optional[int]:
     return step
 
 
+def _widen(text: str) -> float:
+    try:
+        factor = float(text)
+    except ValueError:
+        factor = 0.0
+    if not factor >= 1.0 or factor == float('inf'):
+        raise argparse.ArgumentTypeError(f'expected a factor of at least 1, got {text!r}')
+    return factor
+
+
 def _size(text: str) -> tuple[int, int]:
     h, _, w = text.lower().partition('x')
     return int(h), int(w or h)
@@ -275,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f'and the square ZoomIn canvas (fewest programs, most padding)')
     e.add_argument('--max-samples', type=int, default=argparse.SUPPRESS,
                    help='only the first N samples of each dataset')
+    e.add_argument('--widen', type=_widen, default=argparse.SUPPRESS, metavar='F',
+                   help='with several lanes per device: a program its own clicks do not fill takes clicks of '
+                        'smaller canvases too, up to F times their pixels (fuller programs, more padding; the '
+                        'same numbers up to rounding); default: every click on its own canvas')
     e.add_argument('--out', default=None, help='results folder (resumes a run there)')
     e.add_argument('--batch', type=int, default=1,
                    help='samples evaluated at once, split over the local devices (a multiple of their number)')

@@ -58,8 +58,12 @@ def _compare(checkpoint: str, mode: str, solver: str) -> dict:
     for name, devices in runs.items():
         evaluator = BatchedEvaluator(new(), 4, devices)
         alone = evaluator.evaluate(data[4:], 4, 0.99, 0.49)
-        out[name] = records(evaluator.evaluate(data[:4], 4, 0.99, 0.49) + alone)
+        together = evaluator.evaluate(data[:4], 4, 0.99, 0.49)
+        out[name] = records(together + alone)
         out['alone_flops'][name] = alone[0]['flops']
+        out.setdefault('programs', {})[name] = {
+            'lanes': [r['lanes'] for r in together + alone],
+            'measured': [len(r['host_s']) == len(r['wait_s']) == len(r['ious']) for r in together + alone]}
     return out
 
 
@@ -79,6 +83,13 @@ def test_batched_sharded_evaluation_equals_sequential(r34_checkpoint):
         # alone: one lane on one device; on the 4-device mesh one lane each, three of them idle
         flops = r['alone_flops']
         assert flops['batched'] == [[4 * e, x] for e, x in flops['sequential']], (case, flops)
+        # per click: the samples its program ran (the four together share programs, alone one)
+        for name, programs in r['programs'].items():
+            assert all(programs['measured']), (case, name)
+            lanes = programs['lanes']
+            assert [len(x) for x in lanes] == [len(s['ious']) for s in r['sequential']], (case, name)
+            assert all(1 <= n <= 4 for x in lanes for n in x) and set(lanes[4]) == {1}, (case, name, lanes)
+            assert any(n > 1 for x in lanes[:4] for n in x), (case, name, lanes)
         if 'lanes' in flops:
             assert flops['lanes'] == flops['sequential'], (case, flops)
 
@@ -132,3 +143,32 @@ def test_dense_flops_of_a_click(api_model):
     assert pre + post == nobrs.flops((400, 400)) and 0 < post < pre / 50
     assert fbrs.flops((400, 400), evals=5) == pre + 10 * post
     assert fbrs.flops((400, 400), evals=0, recompute=False) == 2 * post
+
+
+def test_widened_programs_take_clicks_of_smaller_canvases(api_model):
+    """``widen``: four lanes on one device, NoBRS, eight images of eight sizes on 16-pixel
+    buckets. Programs that their own clicks do not fill take clicks of smaller canvases (up to
+    2x their pixels), so fewer, fuller programs run; the clicks' numbers stay the same up to
+    rounding, and every click's executed FLOPs are those of the program it ran in."""
+    import fbrs_jax
+    from fbrs_jax.data.readers import Sample
+    from fbrs_jax.eval.batched import BatchedEvaluator
+    data = samples()
+    for k, (h, w) in enumerate([(33, 47), (50, 30), (62, 62)]):
+        rng = np.random.default_rng(k)
+        gt = np.zeros((h, w), np.int32)
+        gt[h // 5:4 * h // 5, w // 4:3 * w // 4] = 1
+        data.append(Sample(f'x{k}', rng.integers(0, 255, (h, w, 3), np.uint8), gt))
+    new = lambda: fbrs_jax.make_predictor(api_model, 'NoBRS', zoom_in={'target_size': 64, 'min_crop_size': 16},
+                                          canvas=(64, 64), canvas_step=16)
+    runs = {w: BatchedEvaluator(new(), 4, jax.local_devices()[:1], widen=w).evaluate(data, 3, 0.99, 0.49)
+            for w in (None, 2.0)}
+    programs = {w: sum(1 / n for r in rs for n in r['lanes']) for w, rs in runs.items()}
+    assert programs[2.0] < programs[None], programs
+    for own, wide in zip(runs[None], runs[2.0]):
+        assert len(own['ious']) == len(wide['ious'])
+        np.testing.assert_allclose(own['ious'], wide['ious'], atol=2e-3)
+        # executed: the program's lanes x its canvas, shared out; exact: the click's own size
+        assert [f[1] for f in own['flops']] == [f[1] for f in wide['flops']]
+    executed = {w: sum(f[0] for r in rs for f in r['flops']) for w, rs in runs.items()}
+    assert executed[2.0] != executed[None]

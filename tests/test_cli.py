@@ -32,9 +32,14 @@ def test_evaluate_flags_override_the_settings_defaults():
     parse = build_parser().parse_args
     assert _eval_overrides(parse(['evaluate'])) == {}
     args = parse(['evaluate', '--n-clicks', '5', '--thresh', '0.3', '--canvas', 'dataset', '--no-flip',
-                  '--max-samples', '2', '--backend', 'scipy'])
+                  '--max-samples', '2', '--backend', 'scipy', '--widen', '1.25'])
     assert EvalSettings(mode='NoBRS', **_eval_overrides(args)) == EvalSettings(
-        mode='NoBRS', n_clicks=5, pred_thr=0.3, canvas_step=None, with_flip=False, max_samples=2, backend='scipy')
+        mode='NoBRS', n_clicks=5, pred_thr=0.3, canvas_step=None, with_flip=False, max_samples=2, backend='scipy',
+        widen=1.25)
+    for bad in ('0.9', 'nan', 'inf', 'wide'):
+        with pytest.raises(SystemExit) as e:
+            parse(['evaluate', '--widen', bad])
+        assert e.value.code == 2
     assert set(EVAL_FLAGS.values()) | {'mode', 'with_flip', 'zoom_in', 'refinement'} == set(
         EvalSettings.__dataclass_fields__)
 

@@ -71,6 +71,22 @@ def test_warm_latency_leaves_out_clicks_that_compiled():
     assert np.isclose(s['warm_s_per_click'], 0.2)
     assert np.isclose(s['predictor_s_per_click'], 39.6 / 5)
     assert s['cpu_steal'] is None     # records written before steal was measured
+    assert 'lanes_per_program' not in s and 'host_s_per_lane_click' not in s   # sequential host-solver records
+
+
+def test_batched_summary_counts_programs_and_host_work():
+    from fbrs_jax.eval.evaluate import dataset_summary
+    # three programs: one of 4 lanes (the first clicks), one of 2, one of 1 (warm; None: compiled)
+    records = [{'ious': [0.5, 0.6], 'evals': [0, 2], 'seconds': [1.0, 1.0], 'wall_s': 1.0, 'lanes': [4, 2],
+                'host_s': [None, 0.002], 'wait_s': [None, 0.001]},
+               {'ious': [0.5, 0.7, 0.8], 'evals': [0, 2, 2], 'seconds': [1.0, 1.0, 1.0], 'wall_s': 1.0,
+                'lanes': [4, 2, 1], 'host_s': [None, 0.002, 0.004], 'wait_s': [None, 0.001, 0.003]}]
+    records += [{'ious': [0.5], 'evals': [0], 'seconds': [1.0], 'wall_s': 1.0, 'lanes': [4], 'host_s': [None],
+                 'wait_s': [None]}] * 2
+    s = dataset_summary(records, max_clicks=20)
+    assert np.isclose(s['lanes_per_program'], 7 / 3)      # 7 lane-clicks in 3 programs
+    assert np.isclose(s['host_s_per_lane_click'], 0.008 / 3)
+    assert np.isclose(s['host_wait_s_per_lane_click'], 0.005 / 3)
 
 
 def test_cpu_steal_is_the_hypervisors_share_weighted_by_wall_time():

@@ -188,3 +188,30 @@ def test_zoom_in_values(api_model):
     inside = np.zeros(IMAGE.shape[:2], bool)
     inside[8:32, 10:39] = True
     assert np.all(probs[~inside] == 0) and probs[inside].min() > 0
+
+
+def test_a_widened_click_keeps_its_input_on_the_larger_canvas(api_model):
+    """``widen`` (the batched evaluator filling a program): an f-BRS-B click that recomputes its
+    head input runs on a larger canvas of the same program family; the input then stays there, so
+    the clicks past the clicks limit reuse the head input cached on it, until the input changes."""
+    from fbrs_jax.inference.predictor import SampleState
+    p = fbrs_jax.make_predictor(api_model, 'f-BRS-B', zoom_in=None, canvas=(64, 64), canvas_step=16)
+    _, sample = p.new_sample(IMAGE)                      # 40x48: the 48x48 bucket of the 64x64 canvas
+    clicks = [fbrs_jax.Click(20, 24, True)] + [fbrs_jax.Click(2 * k, 3, False) for k in range(1, 9)]
+    plan, after = p.plan(sample, clicks[:8])                           # within the clicks limit: recomputes
+    assert plan.spec.net_canvas == (48, 48) and plan.recompute
+    onto = p.step_spec((64, 48))
+    assert p.widens(plan.spec, onto, 1.5) and not p.widens(plan.spec, onto, 1.2)   # 4/3 of the pixels
+    assert not p.widens(onto, plan.spec, 2.0) and not p.widens(plan.spec, p.step_spec((32, 64)), 2.0)
+    wide, held = p.widen(plan, sample, onto)
+    assert wide.spec == onto and wide.inp is plan.inp and held.held == (64, 48)
+    nxt, later = p.plan(held, clicks)                                  # past the limit: reuses the cache
+    assert nxt.spec.net_canvas == (64, 48) and not nxt.recompute and not bool(nxt.inp.reset)
+    assert later.held == (64, 48)
+    own, _ = p.plan(after, clicks)                                     # not widened: its own canvas
+    assert own.spec.net_canvas == (48, 48) and not own.recompute
+    with pytest.raises(ValueError, match='cached head input'):
+        p.widen(nxt, later, p.step_spec((64, 64)))
+    moved = SampleState(sample.hw, sample.canvas, last_input=((64, 48), (30, 30)), held=(64, 48))
+    back, _ = p.plan(moved, clicks)                                    # another input size: back home
+    assert back.spec.net_canvas == (48, 48) and back.recompute

@@ -10,7 +10,10 @@ recomputed and whether the solve runs - across samples and click numbers, the wa
 batch requests, runs as one program (``pool_step``) of as many lanes as it can fill: ``batch``,
 or the largest of ``batch / 2**k`` lanes (a multiple of the devices) that the group fills, the
 rest waiting for the next step - so no lane computes for nothing, at the price of one compiled
-program per lane count in use (as LLM servers capture one graph per batch size). It gathers their slots,
+program per lane count in use (as LLM servers capture one graph per batch size). With
+``widen`` and several lanes per device, a program that its own clicks do not fill also takes
+ready clicks of smaller canvases of the same program family (``Predictor.widen``): fuller
+programs for some padding, the numbers the same up to rounding. It gathers their slots,
 runs ``step.batch_step``, thresholds the probabilities, counts the IoU, boxes ZoomIn's mask
 and places the next click on the device (``observe``, the reference's clicker), scatters the
 state back, and returns ten integers and the solve statistics per lane - the only transfer to
@@ -105,8 +108,9 @@ def _region(shape):
 @functools.partial(jax.jit, static_argnums=(0, 1, 2), static_argnames=('pred_thr', 'zoom_thr'), donate_argnums=4)
 def pool_step(spec: steps.StepSpec, mesh, cache_shapes, variables, pool: Pool, slots, inp: steps.StepInput,
               recompute, *, pred_thr: float, zoom_thr: float):
-    """One program over the ``slots`` of ``pool`` (see the module docstring): -> (pool,
-    (lanes, 10) observations, stats). ``cache_shapes``: the spec's cache leaf shapes (static)."""
+    """One program over the ``slots`` of ``pool`` (see the module docstring): -> (pool, (lanes, 13)
+    int32 report: the observation, then the solve's evaluations, iterations and loss (its float32
+    bits), fetched as one transfer). ``cache_shapes``: the spec's cache leaf shapes (static)."""
     n = pool.x.shape[1] if spec.kind == steps.StepKind.NOBRS else spec.refine.size
     state = steps.StepState(pool.x[slots][:, :n], jax.tree_util.tree_unflatten(
         cache_shapes[0], [leaf[slots][_region(shape)] for leaf, shape in zip(
@@ -124,7 +128,9 @@ def pool_step(spec: steps.StepSpec, mesh, cache_shapes, variables, pool: Pool, s
     pool = pool._replace(not_clicked=pool.not_clicked.at[slots].set(not_clicked),
                          x=pool.x.at[slots, :n].set(new.x) if spec.kind != steps.StepKind.NOBRS else pool.x,
                          cache=jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(pool.cache), leaves))
-    return pool, obs, stats
+    solve = [stats.num_evals.astype(jnp.int32), stats.num_iters.astype(jnp.int32),
+             jax.lax.bitcast_convert_type(stats.loss.astype(jnp.float32), jnp.int32)]
+    return pool, jnp.concatenate([obs, jnp.stack(solve, axis=1)], axis=1)
 
 
 @dataclasses.dataclass
@@ -143,10 +149,13 @@ class BatchedEvaluator:
     """Evaluate samples ``batch`` lanes at a time; ``batch`` must be a multiple of the number
     of ``devices`` (default: all local devices; with ``batch`` 1, the first). ``pool_size``:
     samples in flight (default ``POOL_FACTOR * batch``; 1: one sample after another, each click's
-    time its latency - the sequential evaluation)."""
+    time its latency - the sequential evaluation). ``widen``: with several lanes per device, a
+    program that its own clicks do not fill takes clicks of smaller canvases too, up to ``widen``
+    times their pixels (``Predictor.widen``; the same numbers up to rounding); None: every click on
+    its own canvas."""
 
     def __init__(self, predictor: Predictor, batch: int, devices: Optional[Sequence] = None,
-                 pool_size: Optional[int] = None):
+                 pool_size: Optional[int] = None, widen: Optional[float] = None):
         devices = list(devices if devices is not None else jax.local_devices()[:batch])
         if batch % len(devices):
             raise ValueError(f'--batch {batch} is not a multiple of the {len(devices)} devices')
@@ -160,16 +169,20 @@ class BatchedEvaluator:
                                       if n < batch][::-1]
         self.replicated = NamedSharding(Mesh(np.asarray(devices), ('batch',)), PartitionSpec())
         self.variables = None
+        self.widen = widen if batch > len(devices) else None
 
     def evaluate(self, samples: Sequence, n_clicks: int, target_iou: float, pred_thr: float,
                  on_record: Optional[Callable[[int, dict], None]] = None) -> list[dict]:
         """Records as ``evaluate.evaluate_sample`` returns them, in sample order; ``on_record(i,
         record)`` is called as each sample finishes. Per click: ``seconds``, the wall time from
-        dispatching its program to having its results; ``host_s``, the CPU time of the thread
-        that drives the device in that step, over the step's lanes (None where a program was
-        compiled or loaded meanwhile). Samples are read, normalised and uploaded ahead by
-        ``LOADERS`` threads, off that thread; a new sample's first click is planned once its
-        admission has run, without waiting for the programs queued before it."""
+        dispatching its program to having its results; ``lanes``, the samples its program ran;
+        ``host_s``, the CPU time of the thread that drives the device in that step outside its
+        wait for the results, over the step's lanes (None where a program was compiled or loaded
+        meanwhile); ``wait_s``, the CPU time that wait took, likewise shared out (a blocked
+        thread's wake-ups; on this CPU ~0.3 ms per 0.1 s of program and ~1 ms per 2 s). Samples
+        are read, normalised and uploaded ahead by ``LOADERS`` threads, off that thread; a new
+        sample's first click is planned once its admission has run, without waiting for the
+        programs queued before it."""
         if not samples:
             return []
         predictor = self.predictor
@@ -182,6 +195,7 @@ class BatchedEvaluator:
         pool = self._new_pool(canvas, min(self.pool_size, max(len(samples), self.batch)))
         cost = click_cost(predictor)
         lanes: dict[int, _Lane] = {}          # slot -> lane
+        ready: dict[int, _Lane] = {}          # slot -> lane with a planned click not yet dispatched
         admitted: list[_Lane] = []            # lanes whose first observation is still on the device
         records: dict[int, dict] = {}
         in_flight = None
@@ -208,8 +222,8 @@ class BatchedEvaluator:
             refill()
             image, state, truth = future.result()
             pool, obs = admit(pool, slot, image, truth, **thresholds)
-            lanes[slot] = _Lane(i, slot, state, [], {
-                'ious': [], 'clicks': [], 'evals': [], 'seconds': [], 'cold': [], 'flops': [], 'host_s': []}, obs)
+            lanes[slot] = _Lane(i, slot, state, [], {key: [] for key in (
+                'ious', 'clicks', 'evals', 'seconds', 'cold', 'flops', 'lanes', 'host_s', 'wait_s')}, obs)
             admitted.append(lanes[slot])
 
         def plan(lane: _Lane) -> None:
@@ -219,6 +233,7 @@ class BatchedEvaluator:
             if lane.plan.out_hw != lane.state.hw:
                 raise ValueError('batched evaluation needs full-image outputs; LimitLongestSide gave '
                                  f'{lane.plan.out_hw} for a {lane.state.hw} image')
+            ready[lane.slot] = lane
 
         def plan_admitted(block: bool) -> None:
             """Plan the admitted lanes whose first observation is ready (all of them: ``block``)."""
@@ -232,23 +247,28 @@ class BatchedEvaluator:
             as one program call; None when no lane is planned."""
             nonlocal pool
             groups: dict = {}
-            for lane in sorted(lanes.values(), key=lambda lane: lane.index):
-                if lane.plan is not None and (in_flight is None or lane.slot not in in_flight[1]):
-                    key = (lane.plan.spec, lane.plan.recompute, bool(lane.plan.inp.optimize))
-                    groups.setdefault(key, []).append(lane)
+            for lane in sorted(ready.values(), key=lambda lane: lane.index):
+                key = (lane.plan.spec, lane.plan.recompute, bool(lane.plan.inp.optimize))
+                groups.setdefault(key, []).append(lane)
             if not groups:
                 return None
             (spec, _, _), group = max(groups.items(), key=lambda kv: (self.lanes_for(len(kv[1])), len(kv[1])))
+            if self.widen is not None and len(group) < self.batch:
+                spec, group = self._widened(groups, spec, group)
             group = group[:self.lanes_for(len(group))]
+            for lane in group:
+                del ready[lane.slot]
+                if lane.plan.spec != spec:
+                    lane.plan, lane.state = predictor.widen(lane.plan, lane.state, spec)
             padded = group + [group[-1]] * (self.lane_counts[-1] - len(group))
             inp = steps.StepInput(image=None, **{k: np.stack([getattr(lane.plan.inp, k) for lane in padded])
                                                  for k in steps.StepInput._fields[1:]})
             recompute = np.asarray(any(lane.plan.recompute for lane in group))
             slots = np.asarray([lane.slot for lane in padded], np.int32)
             counter, t0 = CompileCounter(), time.perf_counter()
-            pool, obs, stats = pool_step(spec, self.mesh, self._cache_shapes(spec), self.variables, pool,
-                                         slots, inp, recompute, **thresholds)
-            return spec, {lane.slot for lane in group}, group, recompute, slots, obs, stats, counter, t0
+            pool, report = pool_step(spec, self.mesh, self._cache_shapes(spec), self.variables, pool,
+                                     slots, inp, recompute, **thresholds)
+            return spec, group, recompute, slots, report, counter, t0
 
         try:
             refill()
@@ -261,11 +281,14 @@ class BatchedEvaluator:
                 current = in_flight
                 plan_admitted(block=False)
                 in_flight = dispatch()               # queued behind the current program
-                spec, _, group, recompute, slots, obs, stats, counter, t0 = current
-                obs, stats = jax.device_get((obs, stats))
+                spec, group, recompute, slots, report, counter, t0 = current
+                waiting = time.thread_time()
+                report.block_until_ready()
+                waited = time.thread_time() - waiting
+                obs = np.asarray(report)
                 seconds, cold = time.perf_counter() - t0, int(counter.loaded_any())
                 for k, lane in enumerate(group):
-                    stat = steps.StepStats(*(s[k] for s in stats))
+                    stat = steps.StepStats(obs[k, 10], obs[k, 11], obs[k, 12:13].view(np.float32)[0])
                     lane.obs = obs[k]
                     lane.state, s = predictor.finish(lane.state, lane.plan, stat,
                                                      tuple(int(v) for v in obs[k, 6:10]) if obs[k, 5] else None)
@@ -276,6 +299,7 @@ class BatchedEvaluator:
                     r['seconds'].append(seconds)
                     r['cold'].append(cold)
                     r['flops'].append(cost.flops(s.net_hw, s.num_evals, s.recomputed))
+                    r['lanes'].append(len(group))
                     lane.plan = None
                 # every lane runs as many evaluations as the busiest; the program's FLOPs are shared out
                 executed = len(slots) * cost.flops(
@@ -300,9 +324,11 @@ class BatchedEvaluator:
                         plan_admitted(block=True)
                         in_flight = dispatch()
                 now = time.thread_time()
-                host = (now - t_host) / len(group)
+                host, wait = (now - t_host - waited) / len(group), waited / len(group)
                 for lane in group:
-                    lane.record['host_s'].append(None if cold or window.loaded_any() else host)
+                    warm = not (cold or window.loaded_any())
+                    lane.record['host_s'].append(host if warm else None)
+                    lane.record['wait_s'].append(wait if warm else None)
                 t_host, window = now, CompileCounter()
                 for lane in done:
                     lane.record['clicks'] = [[int(c.row), int(c.col), int(c.is_positive)] for c in lane.clicks]
@@ -314,6 +340,30 @@ class BatchedEvaluator:
                 future.cancel()
             loader.shutdown(wait=True)
         return [records[i] for i in range(len(samples))]
+
+    def _widened(self, groups: dict, spec, group: list):
+        """The spec and lanes of the fullest program when clicks may join a program of a larger
+        canvas (``widen``): its own lanes first, then the others, oldest sample first. Clicks that
+        reuse a head input cached on their own canvas stay there."""
+        best = (self.lanes_for(len(group)), len(group)), spec, group
+        feature = self.predictor.kind == steps.StepKind.FEATURE
+        for (onto, recompute, optimize), own in groups.items():
+            if feature and not recompute:
+                continue
+            (hh, ww), extra = onto.net_canvas, []
+            for (other, r, o), lanes in groups.items():
+                h, w = other.net_canvas
+                if ((r, o) == (recompute, optimize) and h <= hh and w <= ww and hh * ww <= self.widen * h * w
+                        and self._widens(other, onto)):
+                    extra += lanes
+            n = len(own) + len(extra)
+            if (self.lanes_for(n), n) > best[0]:
+                best = (self.lanes_for(n), n), onto, own + sorted(extra, key=lambda lane: lane.index)
+        return best[1:]
+
+    @functools.lru_cache(maxsize=None)
+    def _widens(self, spec, onto) -> bool:
+        return self.predictor.widens(spec, onto, self.widen)
 
     def lanes_for(self, ready: int) -> int:
         """The lanes of the program that runs ``ready`` lanes of a group: the most it fills."""

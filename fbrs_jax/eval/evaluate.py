@@ -39,6 +39,8 @@ class EvalSettings:
     zoom_target: Optional[int] = None         # None: the dataset's (``zoom_in_params``)
     refinement: Optional[RefinementSpec] = None   # given: used as is (``mode`` is its name)
     canvas_step: Optional[int] = CANVAS_STEP  # network canvases: sizes rounded up to it; None: the dataset's canvas
+    widen: Optional[float] = None             # batched: a click may join a program of up to this many times its
+                                              # canvas's pixels (``BatchedEvaluator``); None: its own canvas only
 
     def refinement_spec(self) -> RefinementSpec:
         """The predictor's spec: ``refinement``, or the mode's preset with these settings."""
@@ -138,8 +140,9 @@ def dataset_summary(records: Sequence[dict], max_clicks: int) -> dict:
     from the clicks that compiled nothing (records without ``cold`` flags count as warm); the
     hypervisor's share of the CPU while the samples ran (``cpu_steal``, wall-time weighted; None
     where not measured); with per-click ``flops`` records the dense FLOPs executed, those of
-    every click at its exact size, and their ratio (``flops.py``); for a batched run the host's
-    seconds per lane-click over the rounds that compiled nothing."""
+    every click at its exact size, and their ratio (``flops.py``); for a batched run the mean
+    lanes per program (lane-clicks over programs run), and the host's CPU seconds per
+    lane-click over the rounds that compiled nothing, outside and in its waits for results."""
     ious = [r['ious'] for r in records]
     out = summarize(ious, sum(r['wall_s'] for r in records), max_clicks=max_clicks)
     evals = [e for r in records for e in r['evals']]
@@ -159,6 +162,12 @@ def dataset_summary(records: Sequence[dict], max_clicks: int) -> dict:
     host = [t for r in records for t in r.get('host_s', []) if t is not None]
     if host:
         out['host_s_per_lane_click'] = float(np.mean(host))
+    wait = [t for r in records for t in r.get('wait_s', []) if t is not None]
+    if wait:
+        out['host_wait_s_per_lane_click'] = float(np.mean(wait))
+    lanes = [n for r in records for n in r.get('lanes', [])]
+    if lanes:
+        out['lanes_per_program'] = len(lanes) / sum(1 / n for n in lanes)
     stolen = [(r['cpu_steal'], r['wall_s']) for r in records if r.get('cpu_steal') is not None]
     weight = sum(w for _, w in stolen)
     out['cpu_steal'] = sum(f * w for f, w in stolen) / weight if weight > 0 else None

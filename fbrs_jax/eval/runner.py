@@ -90,7 +90,8 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
     run_file = out / 'run.json'
     if run_file.exists():
         previous = json.loads(run_file.read_text())
-        previous.setdefault('precision', 'highest')      # runs before the option existed
+        previous.setdefault('precision', 'highest')      # runs before the options existed
+        previous.get('settings', {}).setdefault('widen', None)
         if {k: previous.get(k) for k in run} != run:
             raise ValueError(f'{out} holds results of a different run (see {run_file}); choose another --out')
     if process == 0:
@@ -131,7 +132,7 @@ def run_evaluation(model, checkpoint: str, settings: EvalSettings, readers: dict
                 clock[:] = now, ticks
                 _written(shards, bar, record)
 
-            evaluator = BatchedEvaluator(predictor, batch, pool_size=None if batch > 1 else 1)
+            evaluator = BatchedEvaluator(predictor, batch, pool_size=None if batch > 1 else 1, widen=settings.widen)
             evaluator.evaluate(_Samples(reader, order), settings.n_clicks, settings.target_iou, settings.pred_thr,
                                on_record=keep)
         else:                    # the host solver (SciPy): the interactive predictor, click by click

@@ -57,6 +57,7 @@ class SampleState(NamedTuple):
     zoom: ZoomState = ZoomState()
     limit: LimitState = LimitState()
     last_input: Optional[tuple] = None        # (network canvas, network input size) of the last click
+    held: Optional[tuple[int, int]] = None    # a larger network canvas the input stays on (``widen``)
 
 
 class PredictorState(NamedTuple):
@@ -289,6 +290,14 @@ class Predictor:
                 crop_hw.append(hw)
                 net_clicks, changed = transform_clicks(box, hw, net_clicks), True
         net_canvas = crops[-1] if crops else self._fit(sample.hw, sample.canvas)
+        held, last = sample.held, sample.last_input
+        if held is not None and not changed and last is not None and last[1] == hw and all(
+                a >= b for a, b in zip(held, net_canvas)):
+            net_canvas = held               # the input stays on the canvas ``widen`` moved it to
+            if crops:
+                crops[-1] = held
+        else:
+            held = None
         # inverse transforms: LimitLongestSide (to its previous output size, T13), then ZoomIn
         pastes, paste_boxes, paste_hw, out_hw, lls_hw = [], [], [], hw, None
         if self.limit is not None:
@@ -315,7 +324,6 @@ class Predictor:
         if self.kind != steps.StepKind.NOBRS:
             squares = click_squares(lists, hw, CLICK_SLOTS * -(-len(clicks) // CLICK_SLOTS))   # every click
             optimize = len(clicks) > self.spec.optimize_after_n_clicks
-            last = sample.last_input
             reset = changed or last != (net_canvas, hw)
             recompute = changed or limit is None or len(clicks) <= limit or last is None or last[0] != net_canvas
         box_array = lambda b: np.asarray(b, np.int32).reshape(-1, 4)
@@ -326,7 +334,28 @@ class Predictor:
                               optimize=np.asarray(optimize), reset=np.asarray(reset),
                               budget=np.asarray([self.solver.maxfun, self.solver.maxiter], np.int32))
         return Plan(spec, inp, recompute, out_hw, lls_hw), sample._replace(zoom=zoom, limit=lls,
-                                                                            last_input=(net_canvas, hw))
+                                                                            last_input=(net_canvas, hw), held=held)
+
+    def widens(self, spec: steps.StepSpec, onto: steps.StepSpec, limit: float) -> bool:
+        """Whether a click of ``spec`` may run as ``onto`` (``widen``): the same program but for a
+        network canvas that holds ``spec``'s, with at most ``limit`` times its pixels."""
+        (h, w), (hh, ww) = spec.net_canvas, onto.net_canvas
+        if spec == onto or hh < h or ww < w or hh * ww > limit * h * w or len(spec.crops) != len(onto.crops):
+            return False
+        return dataclasses.replace(spec, net_canvas=onto.net_canvas, crops=spec.crops[:-1] + onto.crops[-1:]) == onto
+
+    def widen(self, plan: Plan, sample: SampleState, onto: steps.StepSpec) -> tuple[Plan, SampleState]:
+        """``plan`` run as ``onto`` (``widens``), so that the batched evaluator can fill a program
+        with clicks of smaller canvases, and the state after it: a mode with a cached head input
+        keeps the input on that canvas until it changes, so the head input cached there stays
+        valid. Only for a click that has no cached head input or recomputes it; the numbers are
+        the same up to rounding."""
+        feature = self.kind == steps.StepKind.FEATURE
+        if feature and not plan.recompute:
+            raise ValueError('a click that reuses its cached head input runs on its own canvas')
+        hw = tuple(int(v) for v in plan.inp.net_extent)
+        return plan._replace(spec=onto), sample._replace(last_input=(onto.net_canvas, hw),
+                                                         held=onto.net_canvas if feature else None)
 
     def finish(self, sample: SampleState, plan: Plan, stats, zoom_box) -> tuple[SampleState, SolveStats]:
         """After the device ran ``plan``: the state with what the transforms remember (the box of
